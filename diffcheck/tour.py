@@ -1,0 +1,164 @@
+"""The verification tour: run the registered checks, print a table, write a JSON report and plots."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Callable, TextIO
+
+import torch
+
+from . import __version__
+from .checks import Record, select
+from .io import write_json, write_text
+
+__all__ = ["run_checks", "run_tour", "format_table", "PLOTS"]
+
+
+def _environment() -> dict:
+    return {
+        "diffcheck": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def run_checks(only: str | None = None, progress: bool = True) -> list[Record]:
+    """Run the selected checks; a check that raises becomes a failed record carrying the error."""
+    from tqdm import tqdm
+
+    checks = select(only)
+    records = []
+    bar = tqdm(checks, desc="checks", unit="check", file=sys.stderr, disable=not progress, leave=False)
+    for fn in bar:
+        bar.set_postfix_str(fn.check_id)
+        start = time.perf_counter()
+        try:
+            rec = fn()
+        except Exception as err:  # a crashing check is a failed check, reported with its error
+            rec = Record(fn.check_id, fn.source, fn.claim, "runs", f"error: {type(err).__name__}: {err}", "-",
+                         "the check raised", False, time.perf_counter() - start,
+                         {"traceback": traceback.format_exc(limit=4)})
+        records.append(rec)
+    return records
+
+
+def _cell(v, width: int) -> str:
+    from .checks import _fmt
+
+    s = _fmt(v).replace("\n", " ")
+    return s if len(s) <= width else s[: width - 1] + "…"
+
+
+def format_table(records: list[Record]) -> str:
+    """A plain-text table: verdict, id, claim, source, expected, measured."""
+    lines = [f"{'':4} {'check':30} {'expected':24} {'measured':24} {'s':>5}  claim (source)"]
+    for r in records:
+        v = "PASS" if r.passed else "FAIL"
+        lines.append(f"{v:4} {r.id:30} {_cell(r.expected, 24):24} {_cell(r.measured, 24):24} {r.seconds:5.1f}  {r.claim} ({r.source})")
+    n_pass = sum(r.passed for r in records)
+    lines.append(f"{n_pass}/{len(records)} checks passed in {sum(r.seconds for r in records):.1f} s")
+    return "\n".join(lines)
+
+
+def _markdown(records: list[Record]) -> str:
+    rows = ["| verdict | check | claim | source | expected | measured | tolerance |", "|---|---|---|---|---|---|---|"]
+    for r in records:
+        esc = lambda v: _cell(v, 60).replace("|", "\\|")
+        rows.append(f"| {'PASS' if r.passed else '**FAIL**'} | `{r.id}` | {esc(r.claim)} | {esc(r.source)} | {esc(r.expected)} | {esc(r.measured)} | {esc(r.tolerance)} |")
+    return "\n".join(rows) + "\n"
+
+
+def _plot_marginals(out: Path) -> Path:
+    import toy
+
+    from .forward import simulate_forward
+    from .plots import plot_forward_marginals
+
+    gen = torch.Generator().manual_seed(0)
+    m = toy.anisotropic()
+    samples, exact = {}, {}
+    from .process import VE, VP, SubVP
+
+    for name, p, t in (("VP t=0.3", VP(), 0.3), ("sub-VP t=0.3", SubVP(), 0.3), ("VE t=0.5", VE(sigma_max=10.0), 0.5)):
+        x = simulate_forward(p, m.sample(8000, gen), t, 1000, gen)
+        samples[name] = x[:, 0].numpy()
+        law = p.marginal(m.marginal([0]), t)
+        lo, hi = float(x[:, 0].min()), float(x[:, 0].max())
+        g = torch.linspace(lo, hi, 400, dtype=torch.float64)[:, None]
+        exact[name] = (g[:, 0].numpy(), law.log_prob(g).exp().numpy())
+    return plot_forward_marginals(samples, exact, out, "Forward SDE by Euler-Maruyama vs the exact marginal (first coordinate)")
+
+
+def _plot_densities(out: Path) -> Path:
+    import toy
+
+    from .plots import plot_noised_densities
+    from .process import VP
+
+    return plot_noised_densities(toy.anisotropic(), VP(), (0.0, 0.1, 0.3, 0.6, 1.0), out, "Exact VP marginals of the anisotropic mixture")
+
+
+def _plot_scores(out: Path) -> Path:
+    import toy
+
+    from .plots import plot_score_fields
+    from .process import VP
+
+    return plot_score_fields(toy.two_modes(), VP(), (0.0, 0.2, 0.5, 0.9), out, "Exact scores of NCSN's two-mode mixture under VP noise")
+
+
+def _plot_schedules(out: Path) -> Path:
+    from .plots import plot_schedules
+
+    return plot_schedules(out)
+
+
+PLOTS: dict[str, Callable[[Path], Path]] = {
+    "densities.png": _plot_densities,
+    "score_fields.png": _plot_scores,
+    "schedules.png": _plot_schedules,
+    "forward_sde.png": _plot_marginals,
+}
+
+
+def run_tour(
+    only: str | None = None,
+    out_dir: str | Path = "diffcheck-out",
+    plots: bool = True,
+    progress: bool = True,
+    stream: TextIO | None = None,
+    as_json: bool = False,
+) -> dict:
+    """Run the tour; write ``report.json``, ``report.md`` and plots under ``out_dir``; return the report."""
+    out = Path(out_dir)
+    start = time.perf_counter()
+    records = run_checks(only, progress)
+    made = []
+    if plots:
+        for name, fn in PLOTS.items():
+            made.append(str(fn(out / "plots" / name)))
+    report = {
+        "checks": [r.to_dict() for r in records],
+        "summary": {"passed": sum(r.passed for r in records), "failed": sum(not r.passed for r in records),
+                    "total": len(records), "seconds": round(time.perf_counter() - start, 2)},
+        "plots": made,
+        "environment": _environment(),
+    }
+    write_json(out / "report.json", report)
+    write_text(out / "report.md", _markdown(records))
+    stream = stream or sys.stdout
+    if as_json:
+        import json
+
+        stream.write(json.dumps(report, indent=2) + "\n")
+    else:
+        stream.write(format_table(records) + "\n")
+        stream.write(f"report: {out / 'report.json'}  table: {out / 'report.md'}" + (f"  plots: {out / 'plots'}" if made else "") + "\n")
+    return report

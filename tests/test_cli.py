@@ -1,0 +1,77 @@
+"""The command line: the tour's table, JSON report and plots, and one-line errors."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from diffcheck.cli import main
+
+
+def test_tour_json_subset(tmp_path, capsys):
+    code = main(["tour", "--only", "ddpm.alpha_bar_T,iddpm.", "--json", "--no-plots", "--out", str(tmp_path)])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    ids = [c["id"] for c in report["checks"]]
+    assert ids == ["iddpm.cosine_table", "iddpm.beta_tilde_ratio", "ddpm.alpha_bar_T"]
+    for rec in report["checks"]:
+        assert {"id", "source", "claim", "expected", "measured", "tolerance", "passed", "seconds"} <= set(rec)
+        assert rec["passed"] is True
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert "| PASS |" in (tmp_path / "report.md").read_text()
+
+
+def test_tour_table_and_plots(tmp_path, capsys):
+    code = main(["tour", "--only", "process.subvp", "--out", str(tmp_path), "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "PASS process.subvp_below_vp" in out and "1/1 checks passed" in out
+    for name in ("densities.png", "score_fields.png", "schedules.png", "forward_sde.png"):
+        assert (tmp_path / "plots" / name).stat().st_size > 10_000
+
+
+def test_tour_exit_code_is_one_when_a_check_fails(tmp_path, monkeypatch, capsys):
+    from diffcheck import checks
+
+    real = checks.registry()["ddpm.alpha_bar_T"]
+
+    def failing():
+        rec = real()
+        rec.passed = False
+        return rec
+
+    failing.check_id, failing.source, failing.claim = real.check_id, real.source, real.claim
+    monkeypatch.setattr(checks, "select", lambda only=None: [failing])
+    import diffcheck.tour as tour
+
+    monkeypatch.setattr(tour, "select", lambda only=None: [failing])
+    assert main(["tour", "--only", "ddpm.alpha_bar_T", "--no-plots", "--out", str(tmp_path), "--quiet"]) == 1
+    assert "FAIL ddpm.alpha_bar_T" in capsys.readouterr().out
+
+
+def test_unknown_only_is_a_one_line_error(capsys):
+    assert main(["tour", "--only", "nothing-matches-this"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no check matches" in err
+
+
+def test_bad_option_exits_2_with_one_line():
+    with pytest.raises(SystemExit) as e:
+        main(["tour", "--bogus"])
+    assert e.value.code == 2
+
+
+def test_list(capsys):
+    assert main(["tour", "--list", "--only", "ncsnv2"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == ["ncsnv2.technique2", "ncsnv2.technique4"]
+
+
+def test_console_script_is_installed():
+    exe = shutil.which("diffcheck") or str((__import__("pathlib").Path(sys.executable).parent / "diffcheck"))
+    res = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and "tour" in res.stdout
+    res = subprocess.run([exe, "tour", "--nope"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1
