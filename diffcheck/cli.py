@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for c in chosen:
                 print(f"{c.check_id:32} {c.claim} ({c.source})")
             return 0
-        report = run_tour(args.only, args.out, plots=not args.no_plots, progress=not (args.quiet or args.json), as_json=args.json)
+        report = run_tour(args.only, args.out, with_plots=not args.no_plots, progress=not (args.quiet or args.json), as_json=args.json)
         return 0 if report["summary"]["failed"] == 0 else 1
     return 2
 

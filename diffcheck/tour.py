@@ -8,15 +8,15 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 import torch
 
 from . import __version__
-from .checks import Record, select
+from .checks import Record, plots, select
 from .io import write_json, write_text
 
-__all__ = ["run_checks", "run_tour", "format_table", "PLOTS"]
+__all__ = ["run_checks", "run_tour", "format_table"]
 
 
 def _environment() -> dict:
@@ -75,63 +75,10 @@ def _markdown(records: list[Record]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _plot_marginals(out: Path) -> Path:
-    import toy
-
-    from .forward import simulate_forward
-    from .plots import plot_forward_marginals
-
-    gen = torch.Generator().manual_seed(0)
-    m = toy.anisotropic()
-    samples, exact = {}, {}
-    from .process import VE, VP, SubVP
-
-    for name, p, t in (("VP t=0.3", VP(), 0.3), ("sub-VP t=0.3", SubVP(), 0.3), ("VE t=0.5", VE(sigma_max=10.0), 0.5)):
-        x = simulate_forward(p, m.sample(8000, gen), t, 1000, gen)
-        samples[name] = x[:, 0].numpy()
-        law = p.marginal(m.marginal([0]), t)
-        lo, hi = float(x[:, 0].min()), float(x[:, 0].max())
-        g = torch.linspace(lo, hi, 400, dtype=torch.float64)[:, None]
-        exact[name] = (g[:, 0].numpy(), law.log_prob(g).exp().numpy())
-    return plot_forward_marginals(samples, exact, out, "Forward SDE by Euler-Maruyama vs the exact marginal (first coordinate)")
-
-
-def _plot_densities(out: Path) -> Path:
-    import toy
-
-    from .plots import plot_noised_densities
-    from .process import VP
-
-    return plot_noised_densities(toy.anisotropic(), VP(), (0.0, 0.1, 0.3, 0.6, 1.0), out, "Exact VP marginals of the anisotropic mixture")
-
-
-def _plot_scores(out: Path) -> Path:
-    import toy
-
-    from .plots import plot_score_fields
-    from .process import VP
-
-    return plot_score_fields(toy.two_modes(), VP(), (0.0, 0.2, 0.5, 0.9), out, "Exact scores of NCSN's two-mode mixture under VP noise")
-
-
-def _plot_schedules(out: Path) -> Path:
-    from .plots import plot_schedules
-
-    return plot_schedules(out)
-
-
-PLOTS: dict[str, Callable[[Path], Path]] = {
-    "densities.png": _plot_densities,
-    "score_fields.png": _plot_scores,
-    "schedules.png": _plot_schedules,
-    "forward_sde.png": _plot_marginals,
-}
-
-
 def run_tour(
     only: str | None = None,
     out_dir: str | Path = "diffcheck-out",
-    plots: bool = True,
+    with_plots: bool = True,
     progress: bool = True,
     stream: TextIO | None = None,
     as_json: bool = False,
@@ -141,8 +88,8 @@ def run_tour(
     start = time.perf_counter()
     records = run_checks(only, progress)
     made = []
-    if plots:
-        for name, fn in PLOTS.items():
+    if with_plots:
+        for name, fn in plots().items():
             made.append(str(fn(out / "plots" / name)))
     report = {
         "checks": [r.to_dict() for r in records],

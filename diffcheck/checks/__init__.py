@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib
 import math
+import pkgutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -19,16 +20,17 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["Outcome", "Record", "check", "registry", "select", "MODULES"]
+__all__ = ["Outcome", "Record", "check", "tour_plot", "registry", "plots", "select", "modules"]
 
-# modules whose import registers checks, in tour order
-MODULES = (
-    "diffcheck.checks.mixture",
-    "diffcheck.checks.processes",
-    "diffcheck.checks.ddpm",
-    "diffcheck.checks.ncsn",
-    "diffcheck.checks.objectives",
-)
+
+def modules() -> list[str]:
+    """The check modules of this package, in tour order (each module's ``ORDER``, then its name)."""
+    names = []
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            mod = importlib.import_module(f"{__name__}.{info.name}")
+            names.append((getattr(mod, "ORDER", 100), info.name, mod.__name__))
+    return [full for _, _, full in sorted(names)]
 
 
 @dataclass
@@ -146,11 +148,38 @@ def check(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]]
     return wrap
 
 
+_PLOTS: dict[str, Callable[[Any], Any]] = {}
+
+
+def tour_plot(name: str) -> Callable[[Callable[[Any], Any]], Callable[[Any], Any]]:
+    """Register ``fn(path)`` that draws the tour figure ``name`` (a PNG file name) at ``path``."""
+
+    def wrap(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        if name in _PLOTS:
+            raise ValueError(f"tour plot {name!r} is registered twice")
+        _PLOTS[name] = fn
+        return fn
+
+    return wrap
+
+
+def _load() -> None:
+    modules()
+
+
 def registry() -> dict[str, Callable[..., Record]]:
-    """Every registered check by id (importing the check modules on first use)."""
-    for name in MODULES:
-        importlib.import_module(name)
-    return dict(_REGISTRY)
+    """Every registered check by id, in tour order (importing the check modules on first use)."""
+    _load()
+    order = {m: i for i, m in enumerate(modules())}
+    items = sorted(_REGISTRY.items(), key=lambda kv: order.get(kv[1].__module__, len(order)))
+    return dict(items)
+
+
+def plots() -> dict[str, Callable[[Any], Any]]:
+    """Every registered tour figure by file name, in tour order."""
+    _load()
+    order = {m: i for i, m in enumerate(modules())}
+    return dict(sorted(_PLOTS.items(), key=lambda kv: order.get(kv[1].__module__, len(order))))
 
 
 def select(only: str | None = None) -> list[Callable[..., Record]]:

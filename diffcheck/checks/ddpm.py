@@ -22,6 +22,8 @@ from ..process import (
 from ..testing import stats as st
 from . import Outcome, check
 
+ORDER = 30  # position in the tour
+
 
 def _ddpm_schedule(p: DiscreteVP) -> Schedule:
     return discretize(p, torch.arange(p.T + 1, dtype=torch.float64) / p.T)

@@ -11,7 +11,9 @@ import toy
 from toy.mixture import GaussianMixture, NoisedMixture
 
 from ..testing import stats as st
-from . import Outcome, check
+from . import Outcome, check, tour_plot
+
+ORDER = 10  # position in the tour
 
 # (alpha, sigma) pairs from clean data to mostly noise
 _SCALES = ((1.0, 0.0), (0.9, 0.3), (0.5, 0.8), (0.05, 1.0), (1.0, 5.0))
@@ -302,3 +304,19 @@ def ar1_markov(frames: int = 6, frame_dim: int = 3, rho: float = 0.8, std: float
             worst = max(worst, float(err_m), float(err_c))
     tol = 1e-12
     return Outcome(0.0, worst, tol, worst <= tol, "Markov property; float64 rounding of a Cholesky solve")
+
+
+@tour_plot("densities.png")
+def _plot_densities(path):
+    from ..plots import plot_noised_densities
+    from ..process import VP
+
+    return plot_noised_densities(toy.anisotropic(), VP(), (0.0, 0.1, 0.3, 0.6, 1.0), path, "Exact VP marginals of the anisotropic mixture")
+
+
+@tour_plot("score_fields.png")
+def _plot_scores(path):
+    from ..plots import plot_score_fields
+    from ..process import VP
+
+    return plot_score_fields(toy.two_modes(), VP(), (0.0, 0.2, 0.5, 0.9), path, "Exact scores of NCSN's two-mode mixture under VP noise")

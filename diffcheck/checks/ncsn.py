@@ -12,6 +12,8 @@ from ..process import geometric_sigmas, ncsnv2_gamma, ncsnv2_overlap, ncsnv2_ste
 from ..testing import stats as st
 from . import Outcome, check
 
+ORDER = 40  # position in the tour
+
 _CIFAR = {"sigma_max": 50.0, "sigma_min": 0.01, "L": 232, "D": 3 * 32 * 32, "eps": 6.2e-6, "T": 5}
 
 

@@ -15,6 +15,8 @@ from ..process import VE, VP
 from ..testing import stats as st
 from . import Outcome, check
 
+ORDER = 50  # position in the tour
+
 
 def _perturbation(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """A smooth, bounded score perturbation delta(x) of size about 0.3/sigma."""

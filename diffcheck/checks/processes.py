@@ -14,7 +14,9 @@ from ..exact import ExactModel
 from ..forward import simulate_forward
 from ..process import VE, VP, CosineVP, DiscreteVP, Process, SubVP
 from ..testing import stats as st
-from . import Outcome, check
+from . import Outcome, check, tour_plot
+
+ORDER = 20  # position in the tour
 
 
 def _processes() -> list[tuple[str, Process]]:
@@ -255,3 +257,26 @@ def conversions(n: int = 128, seed: int = 14) -> Outcome:
     return Outcome(0.0, worst, tol, worst <= tol,
                    "relative to |x| (1/alpha + 1/sigma), the size of the terms the conversions combine; float64",
                    {"worst_case": where})
+
+
+@tour_plot("schedules.png")
+def _plot_schedules(path):
+    from ..plots import plot_schedules
+
+    return plot_schedules(path)
+
+
+@tour_plot("forward_sde.png")
+def _plot_forward(path):
+    from ..plots import plot_forward_marginals
+
+    gen = torch.Generator().manual_seed(0)
+    m = toy.anisotropic()
+    samples, exact = {}, {}
+    for name, p, t in (("VP t=0.3", VP(), 0.3), ("sub-VP t=0.3", SubVP(), 0.3), ("VE t=0.5", VE(sigma_max=10.0), 0.5)):
+        x = simulate_forward(p, m.sample(8000, gen), t, 1000, gen)
+        samples[name] = x[:, 0].numpy()
+        law = p.marginal(m.marginal([0]), t)
+        g = torch.linspace(float(x[:, 0].min()), float(x[:, 0].max()), 400, dtype=torch.float64)[:, None]
+        exact[name] = (g[:, 0].numpy(), law.log_prob(g).exp().numpy())
+    return plot_forward_marginals(samples, exact, path, "Forward SDE by Euler-Maruyama vs the exact marginal (first coordinate)")
