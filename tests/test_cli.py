@@ -11,7 +11,7 @@ from diffcheck.cli import main
 
 
 def test_tour_json_subset(tmp_path, capsys):
-    code = main(["tour", "--only", "ddpm.alpha_bar_T,iddpm.", "--json", "--no-plots", "--out", str(tmp_path)])
+    code = main(["tour", "--only", "ddpm.alpha_bar_T,iddpm.cosine_table,iddpm.beta_tilde", "--json", "--no-plots", "--out", str(tmp_path)])
     assert code == 0
     report = json.loads(capsys.readouterr().out)
     ids = [c["id"] for c in report["checks"]]

@@ -12,7 +12,7 @@ import toy
 from .. import param
 from ..exact import ExactModel
 from ..forward import simulate_forward
-from ..process import VE, VP, CosineVP, DiscreteVP, Process, SubVP
+from ..process import VE, VP, CosineVP, DiscreteVP, LinearVE, Process, SubVP
 from ..testing import stats as st
 from . import Outcome, check, tour_plot
 
@@ -26,6 +26,7 @@ def _processes() -> list[tuple[str, Process]]:
         ("VE", VE()),
         ("VE-official", VE(kernel="official")),
         ("cosine", CosineVP()),
+        ("linear VE", LinearVE(20.0)),
         ("DDPM-linear", DiscreteVP.linear()),
         ("DDPM-cosine", DiscreteVP.cosine()),
     ]

@@ -1,7 +1,7 @@
 """Forward processes defined by alpha(t), sigma(t) on t in [0, 1], their discrete views and grids."""
 
 from .base import Process, ReverseSDE
-from .continuous import VE, VP, CosineVP, SubVP
+from .continuous import VE, VP, CosineVP, LinearVE, SubVP
 from .discrete import (
     DiscreteVP,
     Schedule,
@@ -26,7 +26,7 @@ from .ladders import (
 from .maps import ddpm_to_vp, smld_to_ve, ve_to_smld_sigmas, vp_to_ddpm_betas
 
 __all__ = [
-    "Process", "ReverseSDE", "VP", "SubVP", "VE", "CosineVP", "DiscreteVP",
+    "Process", "ReverseSDE", "VP", "SubVP", "VE", "LinearVE", "CosineVP", "DiscreteVP",
     "Schedule", "discretize", "linear_betas", "cosine_betas", "cosine_alpha_bar", "ddim_steps", "iddpm_steps",
     "check_grid", "uniform_grid", "ddpm_grid", "respaced_grid", "ddim_grid", "iddpm_grid", "karras_grid", "sigma_grid",
     "geometric_sigmas", "karras_sigmas", "ncsnv2_sigma_max", "ncsnv2_overlap", "ncsnv2_gamma", "ncsnv2_num_levels",

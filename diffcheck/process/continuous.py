@@ -10,7 +10,7 @@ from toy.validate import check_choice, check_float
 
 from .base import Process
 
-__all__ = ["VP", "SubVP", "VE", "CosineVP"]
+__all__ = ["VP", "SubVP", "VE", "LinearVE", "CosineVP"]
 
 
 class _LinearBeta(Process):
@@ -143,6 +143,38 @@ class VE(Process):
             z = -lam - 2.0 * math.log(self.sigma_min)
             return torch.logaddexp(torch.zeros_like(z), z) / (2.0 * self._log_ratio)
         return (-0.5 * lam - math.log(self.sigma_min)) / self._log_ratio
+
+
+class LinearVE(Process):
+    """alpha = 1, sigma(t) = sigma_max t: the process of Karras et al. (2022), in which t is the noise level.
+
+    Its probability-flow ODE, stepped with Euler in t, is DDIM in the scaled variable
+    x / alpha (Song et al. 2020, Prop. 1).
+    """
+
+    t_eps = 1e-3
+
+    def __init__(self, sigma_max: float = 80.0) -> None:
+        self.sigma_max = check_float(sigma_max, "sigma_max", low=0.0, low_open=True)
+        self.prior_std = self.sigma_max
+
+    def __repr__(self) -> str:
+        return f"LinearVE(sigma_max={self.sigma_max:g})"
+
+    def _log_alpha(self, t):
+        return 0.0 * t
+
+    def _log_sigma(self, t):
+        return math.log(self.sigma_max) + torch.log(t)
+
+    def _f(self, t):
+        return 0.0 * t
+
+    def _g2(self, t):
+        return 2.0 * self.sigma_max**2 * t
+
+    def _t_of_log_snr(self, lam):
+        return torch.exp(-0.5 * lam) / self.sigma_max
 
 
 class CosineVP(Process):

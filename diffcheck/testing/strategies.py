@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from toy.mixture import GaussianMixture
 
-from ..process import VE, VP, CosineVP, DiscreteVP, Process, SubVP
+from ..process import VE, VP, CosineVP, DiscreteVP, LinearVE, Process, SubVP
 
 __all__ = ["mixtures", "processes", "continuous_processes", "discrete_processes", "betas", "times", "grids", "register_profiles"]
 
@@ -53,8 +53,8 @@ def betas(draw, min_steps: int = 2, max_steps: int = 200) -> torch.Tensor:
 
 @st.composite
 def continuous_processes(draw) -> Process:
-    """VP, sub-VP, VE (either kernel) and cosine processes with random parameters."""
-    kind = draw(st.sampled_from(["VP", "SubVP", "VE", "VE-official", "cosine"]))
+    """VP, sub-VP, VE (either kernel), linear VE and cosine processes with random parameters."""
+    kind = draw(st.sampled_from(["VP", "SubVP", "VE", "VE-official", "cosine", "linear-VE"]))
     if kind in ("VP", "SubVP"):
         b0 = draw(_floats(0.01, 2.0))
         b1 = draw(_floats(b0, 30.0))
@@ -63,6 +63,8 @@ def continuous_processes(draw) -> Process:
         lo = draw(_floats(1e-3, 0.5))
         hi = draw(_floats(lo * 1.5, 400.0))
         return VE(lo, hi, kernel="official" if kind == "VE-official" else "exact")
+    if kind == "linear-VE":
+        return LinearVE(draw(_floats(0.5, 200.0)))
     return CosineVP(draw(_floats(1e-3, 0.05)))
 
 

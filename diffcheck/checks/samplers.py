@@ -1,0 +1,537 @@
+"""Checks of the samplers on exact models: laws, convergence orders, the papers' identities and figures."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+
+import toy
+
+from .. import samplers as S
+from ..exact import ExactModel
+from ..likelihood import divergence, log_likelihood
+from ..process import VE, VP, DiscreteVP, LinearVE, Process, ddim_grid, geometric_sigmas, iddpm_grid, sigma_grid, uniform_grid
+from ..testing import stats as st
+from ..testing.gaussian_law import affine_law
+from . import Outcome, check, tour_plot
+
+ORDER = 60  # position in the tour
+
+
+@dataclass(frozen=True)
+class Case:
+    """A sampler configuration: how to run it on an exact model, its process and its grid."""
+
+    name: str
+    process: Process
+    grid: torch.Tensor
+    run: Callable[..., torch.Tensor]  # run(model, process, x, grid, generator)
+    prediction: str = "eps"
+
+
+def _cases() -> list[Case]:
+    ddpm = DiscreteVP.linear()
+    vp, ve = VP(), VE(sigma_max=20.0)
+    vp_grid = uniform_grid(1000, 1.0, 1e-3)
+    ve_grid = uniform_grid(1000, 1.0, 1e-3)
+    batch_pc = dict(norm="batch")
+    return [
+        Case("ddpm_ancestral beta_tilde, respaced 250", ddpm, iddpm_grid(ddpm, [250]),
+             lambda m, p, x, g, gen: S.ddpm_ancestral(m, p, x, g, generator=gen)),
+        Case("ddpm_ancestral beta, respaced 250", ddpm, iddpm_grid(ddpm, [250]),
+             lambda m, p, x, g, gen: S.ddpm_ancestral(m, p, x, g, generator=gen, variance="beta")),
+        Case("ddim eta=0, 250 uniform skips", ddpm, ddim_grid(ddpm, 250, "uniform"),
+             lambda m, p, x, g, gen: S.ddim(m, p, x, g), "v"),
+        Case("ddim eta=0.5, 250 quadratic skips", ddpm, ddim_grid(ddpm, 250, "quadratic"),
+             lambda m, p, x, g, gen: S.ddim(m, p, x, g, eta=0.5, generator=gen), "x0"),
+        Case("euler_maruyama VP, 1000 steps", vp, vp_grid, lambda m, p, x, g, gen: S.euler_maruyama(m, p, x, g, generator=gen), "score"),
+        Case("reverse_diffusion VE, 1000 steps", ve, ve_grid, lambda m, p, x, g, gen: S.reverse_diffusion(m, p, x, g, generator=gen)),
+        Case("vp_ancestral, 1000 steps", vp, vp_grid, lambda m, p, x, g, gen: S.vp_ancestral(m, p, x, g, generator=gen)),
+        Case("ve_ancestral, 1000 steps", ve, ve_grid, lambda m, p, x, g, gen: S.ve_ancestral(m, p, x, g, generator=gen), "score"),
+        Case("predictor_corrector VE (batch norms), 500 steps", ve, uniform_grid(500, 1.0, 1e-3),
+             lambda m, p, x, g, gen: S.predictor_corrector(m, p, x, g, generator=gen, **batch_pc)),
+        Case("predictor_corrector VP (batch norms), 500 steps", vp, uniform_grid(500, 1.0, 1e-3),
+             lambda m, p, x, g, gen: S.predictor_corrector(m, p, x, g, generator=gen, **batch_pc), "v"),
+        Case("euler_ode VP, 1000 steps", vp, vp_grid, lambda m, p, x, g, gen: S.euler_ode(m, p, x, g), "score"),
+        Case("heun_ode VE, 100 steps", ve, uniform_grid(100, 1.0, 1e-3), lambda m, p, x, g, gen: S.heun_ode(m, p, x, g), "x0"),
+        Case("adaptive_ode VP, RK45 1e-5", vp, uniform_grid(1, 1.0, 1e-3), lambda m, p, x, g, gen: S.adaptive_ode(m, p, x, g)),
+    ]
+
+
+def _presets() -> list[tuple[str, toy.GaussianMixture]]:
+    return [("two_modes", toy.two_modes()), ("ring", toy.ring()), ("anisotropic", toy.anisotropic())]
+
+
+@check(
+    "samplers.exact_law",
+    source="Ho et al. 2020; Song et al. 2020; Song et al. 2021 (every sampler)",
+    claim="Every sampler, run on the exact model from the exact x_T, samples the exact law at its last time (two-sample test and mode weights) on three presets",
+)
+def samplers_exact_law(n: int = 2000, seed: int = 40, alpha: float = 1e-3, cases: list[Case] | None = None) -> Outcome:
+    """``cases`` replaces the sampler configurations (to show the check can fail)."""
+    gen = torch.Generator().manual_seed(seed)
+    cases = cases if cases is not None else _cases()
+    presets = _presets()
+    each = alpha / (2 * len(cases) * len(presets))
+    failures, table = [], {}
+    for case in cases:
+        row = {}
+        for pname, m in presets:
+            model = ExactModel(m, case.process, case.prediction)
+            x_T = model.law(case.grid[0]).sample(n, gen)
+            x = case.run(model, case.process, x_T, case.grid, gen)
+            target = model.law(case.grid[-1])
+            ref = target.sample(n, gen)
+            two = st.two_sample_test(x, ref, alpha=each, generator=gen, features=target.log_prob)
+            modes = st.mode_weights_test(x, m, alpha=each, generator=gen)
+            row[pname] = {"two_sample_p": two.p_value, "mode_weights_p": modes.p_value}
+            failures += [f"{case.name} on {pname}: {r}" for r in (two, modes) if not r.passed]
+        table[case.name] = row
+    return Outcome("no rejection", f"{len(failures)} rejections", f"alpha={alpha:g} overall", not failures,
+                   f"Bonferroni over {2 * len(cases) * len(presets)} tests (sliced KS with the exact log-density; chi-square mode shares), n={n} each",
+                   {"failures": failures, "p_values": table})
+
+
+# -- convergence orders, noise-free on a single Gaussian --------------------------------------------
+
+_MU = torch.tensor([1.0, -0.5], dtype=torch.float64)
+_COV = torch.tensor([[1.0, 0.6], [0.6, 0.5]], dtype=torch.float64)
+
+
+def _order_cases() -> list[tuple[str, Callable, Process, str, float, float]]:
+    """(name, sampler, process, prediction, t_start, t_end) for the order fits."""
+    vp, ve = VP(), VE(sigma_max=20.0)
+    gen_free = lambda fn, **kw: (lambda m, p, x, g, nz: fn(m, p, x, g, **kw))
+    noisy = lambda fn, **kw: (lambda m, p, x, g, nz: fn(m, p, x, g, generator=nz, **kw))
+    return [
+        ("euler_ode", gen_free(S.euler_ode), vp, "score", 1.0, 1e-3),
+        ("heun_ode", gen_free(S.heun_ode), ve, "eps", 1.0, 1e-3),
+        ("ddim", gen_free(S.ddim), vp, "v", 1.0, 1e-3),
+        ("euler_maruyama", noisy(S.euler_maruyama), vp, "score", 1.0, 1e-3),
+        ("reverse_diffusion", noisy(S.reverse_diffusion), ve, "eps", 1.0, 1e-3),
+        ("ddpm_ancestral", noisy(S.ddpm_ancestral), vp, "x0", 1.0, 1e-3),
+        ("vp_ancestral", noisy(S.vp_ancestral), vp, "eps", 1.0, 1e-3),
+    ]
+
+
+def law_error(sampler_run: Callable, process: Process, prediction: str, t_start: float, t_end: float, steps: int,
+              mixture: toy.GaussianMixture | None = None) -> float:
+    """|mean - mean*| + |cov - cov*|_F of a sampler's exact output law against the exact law at t_end."""
+    m = mixture or toy.single_gaussian(_MU, _COV)
+    model = ExactModel(m, process, prediction)
+    grid = torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64)
+    start, end = model.law(t_start), model.law(t_end)
+    mean, cov = affine_law(lambda x, nz: sampler_run(model, process, x, grid, nz), start.mean(), start.covariance())
+    return float((mean - end.mean()).norm() + (cov - end.covariance()).norm())
+
+
+@check(
+    "samplers.orders",
+    source="declared orders: Euler 1, Heun 2 (ODE, global); DDIM 1; Euler-Maruyama, reverse diffusion, ancestral: weak 1",
+    claim="Each sampler's error in law falls with steps at its declared order (log-log slope over 128-512 steps, noise-free on a Gaussian target)",
+)
+def orders(steps: tuple[int, ...] = (128, 256, 512), band: float = 0.1, cases: list | None = None) -> Outcome:
+    """``cases`` replaces (name, run, process, prediction, t0, t1) tuples (to show the check can fail)."""
+    measured, failures = {}, []
+    for name, run, process, pred, t0, t1 in cases or _order_cases():
+        errs = [law_error(run, process, pred, t0, t1, n) for n in steps]
+        fit = st.fit_order(steps, errs)
+        meta = S.info(getattr(S, name)) if hasattr(S, name) else None
+        declared = meta.order if meta is not None and meta.kind == "ode" and meta.order else (meta.weak_order if meta else 1.0)
+        is_ode = meta is not None and meta.kind == "ode" and not meta.stochastic or name in ("ddim",)
+        ok = abs(fit.order - declared) <= band if is_ode else fit.order >= declared - band
+        measured[name] = {"declared": declared, "measured": round(fit.order, 3), "errors": errs}
+        if not ok:
+            failures.append(f"{name}: declared {declared}, measured {fit.order:.3f}")
+    return Outcome({k: v["declared"] for k, v in measured.items()}, {k: v["measured"] for k, v in measured.items()},
+                   f"ODE: +-{band}; weak orders: >= declared - {band}", not failures,
+                   "exact output laws (no Monte Carlo) from the affine law of each sampler on a Gaussian target; weak orders are lower bounds in theory",
+                   {"failures": failures, "details": measured})
+
+
+# -- the papers' identities ---------------------------------------------------------------------
+
+
+class _X0Oracle:
+    """A model that knows each sample's x_0: it predicts the fixed x_0 whatever x_t is."""
+
+    prediction = "x0"
+
+    def __init__(self, x0: torch.Tensor) -> None:
+        self.x0 = x0
+
+    def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
+        return self.x0.expand_as(x)
+
+
+@check(
+    "ddim.lemma1",
+    source="Song et al. 2020, Lemma 1 (Eq. 7)",
+    claim="For every choice of sigma_t (eta), DDIM's non-Markovian process keeps the marginals N(sqrt(alpha_t) x0, (1 - alpha_t) I) at every step",
+)
+def ddim_lemma1(etas: tuple[float, ...] = (0.0, 0.3, 0.7, 1.0)) -> Outcome:
+    p = DiscreteVP.linear()
+    x0 = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
+    grid = ddim_grid(p, 20, "quadratic")
+    worst = 0.0
+    for eta in etas:
+        oracle = _X0Oracle(x0)
+        for k in range(1, len(grid)):
+            sub = grid[: k + 1]
+            a_T, s_T = float(p.alpha(grid[0])), float(p.sigma(grid[0]))
+            mean, cov = affine_law(lambda x, nz: S.ddim(oracle, p, x, sub, eta=eta, generator=nz),
+                                   a_T * x0[0], s_T**2 * torch.eye(2, dtype=torch.float64))
+            a, s = float(p.alpha(sub[-1])), float(p.sigma(sub[-1]))
+            err = float((mean - a * x0[0]).abs().max()) + float((cov - s * s * torch.eye(2, dtype=torch.float64)).abs().max())
+            worst = max(worst, err)
+    tol = 1e-12
+    return Outcome(0.0, worst, tol, worst <= tol,
+                   "exact Gaussian composition in float64 (the law of the chain is computed, not sampled)",
+                   {"etas": list(etas)})
+
+
+@check(
+    "ddim.eta1_is_ddpm",
+    source="Song et al. 2020, Sec. 4.1 (eta = 1 gives DDPM)",
+    claim="DDIM with eta = 1 makes exactly the DDPM ancestral step (posterior mean at the predicted x0, variance beta_tilde) from the same noise",
+)
+def ddim_eta1_is_ddpm(n: int = 256, seed: int = 41) -> Outcome:
+    p = DiscreteVP.linear()
+    m = toy.anisotropic()
+    worst = 0.0
+    for grid in (iddpm_grid(p, [50]), ddim_grid(p, 30, "quadratic")):
+        for pred in ("eps", "x0", "v", "score"):
+            model = ExactModel(m, p, pred)
+            x = model.law(grid[0]).sample(n, torch.Generator().manual_seed(seed))
+            a = S.ddim(model, p, x, grid, eta=1.0, generator=torch.Generator().manual_seed(seed + 1))
+            b = S.ddpm_ancestral(model, p, x, grid, generator=torch.Generator().manual_seed(seed + 1))
+            worst = max(worst, float((a - b).abs().max() / (1.0 + b.abs().max())))
+    tol = 1e-10
+    return Outcome(0.0, worst, tol, worst <= tol, "the same Gaussian step written two ways; float64 rounding over <= 50 steps")
+
+
+@check(
+    "ddim.prop1",
+    source="Song et al. 2020, Proposition 1 (Eq. 13-14)",
+    claim="DDIM (eta = 0) on a VP process is Euler's method on the probability-flow ODE of a VE process in x/alpha with noise level sigma/alpha",
+)
+def ddim_prop1(n: int = 256, seed: int = 42) -> Outcome:
+    vp = DiscreteVP.cosine()
+    m = toy.anisotropic()
+    grid = ddim_grid(vp, 40, "quadratic")
+    x = ExactModel(m, vp).law(grid[0]).sample(n, torch.Generator().manual_seed(seed))
+    ddim_out = S.ddim(ExactModel(m, vp, "eps"), vp, x, grid)
+    # the same path as a VE process with sigma(t') = sigma_max t' (t' = sigma/alpha / sigma_max), in x/alpha
+    ve = LinearVE(sigma_max=float(vp.edm_sigma(grid[0])) * 1.000001)
+    t_ve = vp.edm_sigma(grid) / ve.sigma_max
+    euler_out = S.euler_ode(ExactModel(m, ve, "eps"), ve, x / vp.alpha(grid[0]), t_ve)
+    worst = float((ddim_out / vp.alpha(grid[-1]) - euler_out).abs().max() / (1.0 + euler_out.abs().max()))
+    tol = 1e-10
+    return Outcome(0.0, worst, tol, worst <= tol, "identical updates in exact arithmetic; float64 rounding over 40 steps")
+
+
+@check(
+    "ddim.inversion",
+    source="Song et al. 2020, Sec. 4.3 and 5.4 (encoding by the ODE)",
+    claim="DDIM inversion (encode x0 to x_T and decode back) reconstructs x0 with an error that shrinks at first order in the steps",
+)
+def ddim_inversion(steps: tuple[int, ...] = (25, 50, 100, 200), n: int = 64, seed: int = 43) -> Outcome:
+    p = VP()
+    m = toy.anisotropic()
+    model = ExactModel(m, p, "eps")
+    x0 = model.law(1e-3).sample(n, torch.Generator().manual_seed(seed))
+    errs = []
+    for k in steps:
+        grid = uniform_grid(k, 1.0, 1e-3)
+        x_T = S.ddim_invert(model, p, x0, grid)
+        back = S.ddim(model, p, x_T, grid)
+        errs.append(float((back - x0).norm(dim=-1).mean()))
+    fit = st.fit_order(steps, errs)
+    ok = all(b < a for a, b in zip(errs, errs[1:])) and abs(fit.order - 1.0) <= 0.15
+    return Outcome({"order": 1.0, "monotone": True}, {"order": fit.order, "errors": errs}, 0.15, ok,
+                   "round trip of two first-order solvers in opposite directions; log-log slope over 25-200 steps")
+
+
+# -- NCSN's Figure 3 and NCSNv2's technique 4 through the samplers --------------------------------------
+
+
+def _basin_share(m: toy.GaussianMixture, lim: float = 8.0, n: int = 160) -> float:
+    """Share of a uniform start on [-lim, lim]^2 whose gradient flow of log p ends at the (5, 5) mode (midpoint grid)."""
+    g = -lim + (torch.arange(n, dtype=torch.float64) + 0.5) * (2 * lim / n)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    x = torch.stack([xx.reshape(-1), yy.reshape(-1)], -1)
+    for _ in range(600):  # 30 time units of gradient flow: far past the unit relaxation time of each mode
+        x = x + 0.05 * m.score(x)
+    return float((S_assign(x, m) == 1).double().mean())
+
+
+@check(
+    "ncsn.figure3",
+    source="Song & Ermon 2019, Fig. 3 and App. B.1 (toy_runner)",
+    claim="On 1/5 N((-5,-5), I) + 4/5 N((5,5), I) from uniform starts, plain Langevin (eps 0.1, 1000 steps) keeps each sample in its start basin (about half on each mode) while annealed Langevin (sigma 20 -> 1, L = 10, 100 steps each) recovers the 0.8 weight",
+)
+def ncsn_figure3(n: int = 1280, seed: int = 44, alpha: float = 1e-3) -> Outcome:
+    gen = torch.Generator().manual_seed(seed)
+    m = toy.two_modes()
+    ve = VE(sigma_min=0.01, sigma_max=50.0)
+    model = ExactModel(m, ve, "score")
+    x = (16.0 * torch.rand(n, 2, generator=gen, dtype=torch.float64) - 8.0)
+    plain = S.langevin(model, ve, x, 0.0, step_size=0.1, n_steps=1000, generator=gen, convention="half")
+    annealed = S.annealed_langevin(model, ve, x, sigma_grid(ve, geometric_sigmas(20.0, 1.0, 10)), eps=0.1,
+                                   steps_per_level=100, generator=gen, convention="half")
+    share = lambda y: int((S_assign(y, m) == 1).sum())
+    k_plain, k_ann = share(plain), share(annealed)
+    basin = _basin_share(m)
+    lo_p, hi_p = st.binomial_interval(k_plain, n, alpha / 2)
+    lo_a, hi_a = st.binomial_interval(k_ann, n, alpha / 2)
+    ok = lo_p <= basin <= hi_p and lo_a <= 0.8 <= hi_a
+    return Outcome(
+        {"plain Langevin share at (5,5)": basin, "annealed share at (5,5)": 0.8},
+        {"plain Langevin share at (5,5)": k_plain / n, "annealed share at (5,5)": k_ann / n},
+        {"plain": [lo_p, hi_p], "annealed": [lo_a, hi_a]}, ok,
+        f"Clopper-Pearson intervals of the measured shares at alpha={alpha / 2:g} each (n={n}); the plain-Langevin expectation is the basin share of the uniform start under gradient flow",
+    )
+
+
+def S_assign(x: torch.Tensor, m: toy.GaussianMixture) -> torch.Tensor:
+    """Component with the largest responsibility."""
+    return m.responsibilities(x).argmax(-1)
+
+
+@check(
+    "ncsnv2.sampler_technique4",
+    source="Song & Ermon 2020, Sec. 3.3 (Technique 4) with the sampler itself",
+    claim="Running the NCSNv2 sampler's Langevin steps on data at one point, the variance ratio after T steps equals technique 4's formula",
+)
+def ncsnv2_sampler_variance(seed: int = 45, n: int = 4000, D: int = 64, alpha: float = 1e-3) -> Outcome:
+    from ..process import ncsnv2_variance_ratio
+
+    gen = torch.Generator().manual_seed(seed)
+    point = toy.GaussianMixture([1.0], torch.zeros(1, D, dtype=torch.float64), 0.0)
+    ve = VE(sigma_min=0.001, sigma_max=2.0)
+    sigmas = geometric_sigmas(1.0, 0.01, 12)
+    gamma = float(sigmas[0] / sigmas[1])
+    grid = sigma_grid(ve, sigmas)
+    model = ExactModel(point, ve, "score")
+    T, eps = 5, 6.2e-6
+    # start at level i-1 = 0 from N(0, sigma_0^2 I) and run level 1 only (grid[1:2] with the last level's sigma for the step)
+    i = 6
+    x = float(sigmas[i - 1]) * torch.randn(n, D, generator=gen, dtype=torch.float64)
+    res = S.annealed_langevin(model, ve, x, torch.stack([grid[i], grid[-1]]), eps=eps, steps_per_level=T, generator=gen,
+                              convention="full", full=True)
+    after = res.trajectory[1]
+    ratio = (after**2).reshape(-1) / float(sigmas[i]) ** 2
+    want = ncsnv2_variance_ratio(eps, gamma, float(sigmas[-1]), T)
+    test = st.zero_mean_test(ratio - want, alpha=alpha, name="variance ratio")
+    return Outcome(want, float(ratio.mean()), f"|z| <= {test.threshold:.2f}", test.passed,
+                   f"z-score of the mean over {n} x {D} coordinates at alpha={alpha:g}", {"test": str(test)})
+
+
+# -- likelihood ----------------------------------------------------------------------------------------
+
+
+@check(
+    "likelihood.exact",
+    source="Song et al. 2021, App. D.2 (instantaneous change of variables)",
+    claim="The probability-flow likelihood with the exact score equals the exact log-density, with an error that shrinks in proportion to the solver tolerance",
+)
+def likelihood_exact(n: int = 16, seed: int = 46) -> Outcome:
+    gen = torch.Generator().manual_seed(seed)
+    m = toy.anisotropic()
+    errs = {}
+    ok = True
+    for pname, p in (("VP", VP()), ("VE", VE(sigma_max=20.0))):
+        model = ExactModel(m, p, "score")
+        x = m.sample(n, gen)
+        row = []
+        for tol in (1e-5, 1e-7):
+            L = log_likelihood(model, p, x, t_start=1e-5, rtol=tol, atol=tol, prior_log_prob=lambda z: model.log_prob(z, 1.0))
+            row.append(float((L.log_prob - model.log_prob(x, 1e-5)).abs().max()))
+        errs[pname] = row
+        ok &= row[1] <= 1e-5 and row[1] <= row[0] / 10
+    return Outcome({"error at tol 1e-7": "<= 1e-5", "shrinks with tol": "at least 10x for 100x"}, errs, 1e-5, ok,
+                   "the global error of an adaptive RK45 solve is a modest multiple of its tolerance; 100x tighter must cut it >= 10x")
+
+
+@check(
+    "likelihood.hutchinson",
+    source="Song et al. 2021, App. D.2; Grathwohl et al. 2019 (Hutchinson's estimator)",
+    claim="Hutchinson's divergence estimate (Rademacher and Gaussian probes) is unbiased for the exact divergence of the probability-flow velocity",
+)
+def likelihood_hutchinson(draws: int = 4000, seed: int = 47, alpha: float = 1e-3) -> Outcome:
+    gen = torch.Generator().manual_seed(seed)
+    m = toy.anisotropic()
+    p = VP()
+    model = ExactModel(m, p, "score")
+    from ..samplers.ode import probability_flow
+
+    x = model.law(0.3).sample(8, gen)
+    v = lambda z: probability_flow(model, p, z, torch.tensor(0.3, dtype=torch.float64))
+    exact, _ = divergence(v, x)
+    fails, worst = [], 0.0
+    for kind in ("rademacher", "gaussian"):
+        est = []
+        for _ in range(draws // 100):
+            xs = x.repeat(100, 1)
+            probe = torch.randn(xs.shape, generator=gen, dtype=xs.dtype)
+            if kind == "rademacher":
+                probe = torch.sign(probe)
+            d, _ = divergence(v, xs, probe=probe)
+            est.append(d.reshape(100, -1))
+        est = torch.cat(est)
+        test = st.zero_mean_test(est - exact, alpha=alpha / 2, name=f"Hutchinson ({kind})")
+        worst = max(worst, test.statistic)
+        if not test.passed:
+            fails.append(str(test))
+    return Outcome(0.0, worst, "|z| per point, Bonferroni", not fails,
+                   f"{draws} probes per point, 8 points, alpha={alpha:g} split over two probe kinds", {"failures": fails})
+
+
+# -- predictor-corrector ------------------------------------------------------------------------------
+
+
+@check(
+    "pc.corrector_helps",
+    source="Song et al. 2021, Sec. 4.2 and Table 1 (PC beats the predictor alone at equal predictor steps)",
+    claim="With few predictor steps, adding the Langevin corrector brings the sampled law closer to the exact one",
+)
+def pc_corrector_helps(n: int = 20000, steps: int = 20, seed: int = 48, alpha: float = 1e-3) -> Outcome:
+    gen = torch.Generator().manual_seed(seed)
+    m = toy.single_gaussian(_MU, _COV)
+    p = VE(sigma_max=20.0)
+    model = ExactModel(m, p, "score")
+    grid = uniform_grid(steps, 1.0, 1e-3)
+    target = model.law(grid[-1])
+    x_T = model.law(1.0).sample(n, gen)
+    alone = S.reverse_diffusion(model, p, x_T, grid, generator=gen)
+    pc = S.predictor_corrector(model, p, x_T, grid, generator=gen, snr=0.16, norm="batch")
+    # Gaussian KL of fitted moments; its sampling error is estimated by bootstrap
+    def kl(y):
+        mu, c = y.mean(0), torch.cov(y.T)
+        return float(toy.kl_gaussian(mu, c, target.mean(), target.covariance()))
+
+    boot = []
+    for _ in range(50):
+        i = torch.randint(0, n, (n,), generator=gen)
+        boot.append(kl(alone[i]) - kl(pc[i]))
+    diff = kl(alone) - kl(pc)
+    se = float(torch.tensor(boot).std())
+    z = st.normal_quantile(1 - alpha)
+    ok = diff > z * se
+    return Outcome("KL(predictor alone) > KL(predictor + corrector)",
+                   {"KL alone": kl(alone), "KL with corrector": kl(pc)}, f"difference > {z:.2f} bootstrap SE ({se:.2e})", ok,
+                   f"one-sided at alpha={alpha:g}; {steps} reverse-diffusion steps on VE, n={n}; the official batch-averaged corrector (per-sample norms are unstable in 2D: see pc.per_sample_norms_low_dim)")
+
+
+@check(
+    "pc.per_sample_norms_low_dim",
+    source="Song et al. 2021, Algorithm 4 (per-sample step 2(r|z|/|s|)^2) vs the official code's batch-averaged norms",
+    claim="In 2D the per-sample Langevin step size depends on the state and biases the two-mode weights, while batch-averaged norms do not; in 64 dimensions the two agree",
+)
+def pc_norms(n: int = 2000, seed: int = 49, alpha: float = 1e-3) -> Outcome:
+    gen = torch.Generator().manual_seed(seed)
+    p = VE(sigma_max=50.0)
+    grid = uniform_grid(200, 1.0, 1e-3)
+    results = {}
+    for label, m in (("2D two_modes", toy.two_modes()),
+                     ("64D two modes", toy.GaussianMixture([0.2, 0.8], torch.cat([torch.full((1, 64), -5 / 8), torch.full((1, 64), 5 / 8)]).double(), 1.0))):
+        model = ExactModel(m, p, "score")
+        x_T = model.law(1.0).sample(n, gen)
+        target = model.law(grid[-1])
+        for norm in ("per_sample", "batch"):
+            y = S.predictor_corrector(model, p, x_T, grid, generator=gen, norm=norm)
+            share = float((S_assign(y, m) == 1).double().mean())
+            results[f"{label}, {norm}"] = share
+    lo, hi = st.binomial_interval(int(0.8 * n), n, alpha)
+    width = (hi - lo) / 2
+    biased_2d = abs(results["2D two_modes, per_sample"] - 0.8) > width
+    ok = biased_2d and abs(results["2D two_modes, batch"] - 0.8) <= width and abs(results["64D two modes, per_sample"] - 0.8) <= width
+    return Outcome({"2D per_sample": "biased", "2D batch": 0.8, "64D per_sample": 0.8}, results,
+                   f"+-{width:.3f} (binomial half-width at n={n}, alpha={alpha:g})", ok,
+                   "the share of samples at the 0.8 mode")
+
+
+# -- batch independence ---------------------------------------------------------------------------------
+
+
+@check(
+    "samplers.batch_independence",
+    source="DESIGN: per-sample seeds (Karras et al. 2022's stacked generators)",
+    claim="With per-sample noise, a sample does not depend on the others in its batch, for every sampler (the official batch-averaged corrector is the exception, by design)",
+)
+def batch_independence(n: int = 6, seed: int = 50) -> Outcome:
+    m = toy.anisotropic()
+    worst, coupled = 0.0, {}
+    for case in _cases():
+        if case.name.startswith("adaptive"):
+            continue
+        model = ExactModel(m, case.process, case.prediction)
+        x = model.law(case.grid[0]).sample(n, torch.Generator().manual_seed(seed))
+        together = case.run(model, case.process, x, case.grid, S.PerSampleNoise(range(n)))
+        alone = case.run(model, case.process, x[:1], case.grid, S.PerSampleNoise(range(1)))
+        diff = float((together[0] - alone[0]).abs().max())
+        if "batch norms" in case.name:
+            coupled[case.name] = diff
+        else:
+            worst = max(worst, diff)
+    tol = 1e-12
+    ok = worst <= tol and all(v > 1e-6 for v in coupled.values())
+    return Outcome({"independent samplers": 0.0, "batch-norm corrector": "> 0"}, {"independent samplers": worst, **coupled},
+                   tol, ok, "bitwise up to the rounding of batched arithmetic")
+
+
+@tour_plot("sampler_orders.png")
+def _plot_orders(path):
+    import matplotlib.pyplot as plt
+
+    from ..plots import save, style
+
+    style()
+    steps = (32, 64, 128, 256, 512)
+    fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
+    for name, run, process, pred, t0, t1 in _order_cases():
+        errs = [law_error(run, process, pred, t0, t1, k) for k in steps]
+        fit = st.fit_order(steps[-3:], errs[-3:])
+        ax.loglog(steps, errs, "o-", ms=3, label=f"{name} ({type(process).__name__}): slope {-fit.order:.2f}")
+    ax.set_xlabel("steps")
+    ax.set_ylabel(r"$|m - m^*| + \|C - C^*\|_F$ of the exact output law")
+    ax.set_title("Error against steps on a Gaussian target (noise-free)")
+    ax.legend(fontsize=7)
+    return save(fig, path)
+
+
+@tour_plot("sampler_clouds.png")
+def _plot_clouds(path):
+    import matplotlib.pyplot as plt
+
+    from ..plots import density_grid, save, style
+
+    style()
+    gen = torch.Generator().manual_seed(0)
+    cases = [c for c in _cases() if c.name.split()[0] in ("ddpm_ancestral", "ddim", "euler_maruyama", "predictor_corrector", "heun_ode", "adaptive_ode")]
+    cases = [c for i, c in enumerate(cases) if c.name.split()[0] not in [d.name.split()[0] for d in cases[:i]]]
+    presets = _presets()
+    fig, axes = plt.subplots(len(presets), len(cases), figsize=(2.3 * len(cases), 2.3 * len(presets)), layout="constrained", squeeze=False)
+    for r, (pname, m) in enumerate(presets):
+        for c, case in enumerate(cases):
+            model = ExactModel(m, case.process, case.prediction)
+            x = case.run(model, case.process, model.law(case.grid[0]).sample(1500, gen), case.grid, gen)
+            lim = float(m.means.abs().max()) + 3.0 * float(m.covs.diagonal(dim1=-2, dim2=-1).max().sqrt()) + 0.5
+            xx, yy, lp = density_grid(model.law(case.grid[-1]), lim, 150)
+            ax = axes[r][c]
+            ax.contour(xx, yy, lp, levels=sorted(set(float(v) for v in torch.quantile(torch.from_numpy(lp).reshape(-1), torch.tensor([0.8, 0.9, 0.97, 0.995], dtype=torch.float64)))), colors="0.4", linewidths=0.6)
+            ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.4)
+            ax.set_xlim(-lim, lim)
+            ax.set_ylim(-lim, lim)
+            ax.set_aspect("equal")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(case.name.split(",")[0], fontsize=8)
+            if c == 0:
+                ax.set_ylabel(pname)
+    fig.suptitle("Samples from the exact model over the exact density contours")
+    return save(fig, path)

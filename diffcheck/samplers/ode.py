@@ -1,0 +1,107 @@
+"""Probability-flow ODE samplers (Song et al. 2021, Eq. 13): Euler, Heun, and an adaptive Runge-Kutta solve."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+
+from toy.validate import check_choice, check_float
+
+from ..param import Model, predict
+from ..process.base import Process
+from .base import Result, SamplingError, StepChecker, sampler
+from .loop import Counted, walk
+
+__all__ = ["probability_flow", "euler_step", "heun_step", "euler_ode", "heun_ode", "adaptive_ode"]
+
+
+def probability_flow(model: Model, process: Process, x: torch.Tensor, t: Any, **kw: Any) -> torch.Tensor:
+    """dx/dt = f(t) x - g(t)^2 / 2 * score(x, t), written with eps where the model predicts it: + g^2 eps / (2 sigma)."""
+    f, g2 = float(process.f(t)), float(process.g2(t))
+    if getattr(model, "prediction", None) == "eps":
+        sigma = float(process.sigma(t))
+        if sigma <= 0.0:
+            raise ValueError("the probability-flow velocity of an eps-model is undefined where sigma(t) = 0; stop the grid above 0")
+        return f * x + (0.5 * g2 / sigma) * model(x, t, **kw)
+    return f * x - 0.5 * g2 * predict(model, process, x, t, "score", **kw)
+
+
+def euler_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise=None, *,
+               last: bool = False, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """x_s = x_t + (s - t) v(x_t, t)."""
+    x = x + (float(s) - float(t)) * probability_flow(model, process, x, t, **kw)
+    return x, x
+
+
+def heun_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise=None, *,
+              last: bool = False, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heun's (explicit trapezoidal) step; an Euler step where the velocity at s is undefined (sigma(s) = 0)."""
+    h = float(s) - float(t)
+    v = probability_flow(model, process, x, t, **kw)
+    x_euler = x + h * v
+    if float(process.sigma(s)) <= 0.0:
+        return x_euler, x_euler
+    x = x + 0.5 * h * (v + probability_flow(model, process, x_euler, s, **kw))
+    return x, x
+
+
+@sampler("ode", "Song et al. 2021, Eq. 13 (Euler)", order=1.0, stochastic=False)
+def euler_ode(model: Model, process: Process, x: torch.Tensor, grid: Any, *, check_finite: bool = True,
+              progress: bool = False, full: bool = False, **model_kwargs: Any):
+    """Euler's method on the probability-flow ODE over ``grid``."""
+    return walk(euler_step, model, process, x, grid, stochastic=False, name="euler_ode", check_finite=check_finite,
+                progress=progress, full=full, **model_kwargs)
+
+
+@sampler("ode", "Song et al. 2021, Eq. 13 (Heun; Karras et al. 2022, Algorithm 1)", order=2.0, stochastic=False)
+def heun_ode(model: Model, process: Process, x: torch.Tensor, grid: Any, *, check_finite: bool = True,
+             progress: bool = False, full: bool = False, **model_kwargs: Any):
+    """Heun's method on the probability-flow ODE over ``grid`` (two evaluations per step, one on a final step to sigma = 0)."""
+    return walk(heun_step, model, process, x, grid, stochastic=False, name="heun_ode", check_finite=check_finite,
+                progress=progress, full=full, **model_kwargs)
+
+
+@sampler("ode", "Song et al. 2021, Sec. 4.3 (black-box adaptive ODE solver)", stochastic=False)
+def adaptive_ode(
+    model: Model,
+    process: Process,
+    x: torch.Tensor,
+    grid: Any,
+    *,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    method: str = "RK45",
+    full: bool = False,
+    **model_kwargs: Any,
+):
+    """Solve the probability-flow ODE from grid[0] to grid[-1] with scipy's ``solve_ivp`` at the given tolerances.
+
+    The whole batch is one system, so step sizes are shared across samples (each sample
+    is accurate to the tolerance, not bit-independent of the others). With ``full`` the
+    states at every grid time and the number of function evaluations are returned.
+    """
+    checker = StepChecker(process, x, grid, name="adaptive_ode")
+    g = checker.grid
+    rtol = check_float(rtol, "rtol", low=0.0, low_open=True)
+    atol = check_float(atol, "atol", low=0.0, low_open=True)
+    check_choice(method, "method", ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA"))
+    counted = Counted(model)
+    shape, dtype, device = x.shape, x.dtype, x.device
+
+    def rhs(t: float, y: np.ndarray) -> np.ndarray:
+        xt = torch.from_numpy(y).to(dtype=dtype, device=device).reshape(shape)
+        with torch.no_grad():
+            v = probability_flow(counted, process, xt, torch.tensor(t, dtype=torch.float64), **model_kwargs)
+        return v.reshape(-1).double().cpu().numpy()
+
+    y0 = x.detach().reshape(-1).double().cpu().numpy()
+    sol = solve_ivp(rhs, (float(g[0]), float(g[-1])), y0, method=method, rtol=rtol, atol=atol, t_eval=g.numpy())
+    if not sol.success:
+        raise SamplingError(f"adaptive_ode: the solver failed ({sol.message})")
+    states = [torch.from_numpy(sol.y[:, k].copy()).to(dtype=dtype, device=device).reshape(shape) for k in range(sol.y.shape[1])]
+    if full:
+        return Result(states[-1], states, g, int(sol.nfev))
+    return states[-1]
