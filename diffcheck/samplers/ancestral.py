@@ -11,7 +11,7 @@ from toy.validate import check_choice
 from ..param import Model, predict
 from ..process.base import Process
 from .base import sampler
-from .loop import coefficients, walk
+from .loop import Coefficients, coefficients, walk
 
 __all__ = ["ancestral_step", "ddpm_ancestral", "ve_ancestral", "vp_ancestral"]
 
@@ -27,6 +27,7 @@ def ancestral_step(
     last: bool = False,
     variance: str = "beta_tilde",
     clip_x0: tuple[float, float] | None = None,
+    coef: Coefficients | None = None,
     **kw: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step x_t -> x_s ~ N(posterior mean at the predicted x_0, variance); no noise into sigma_s = 0.
@@ -36,7 +37,7 @@ def ancestral_step(
     The mean is (x_t - trans_var / sigma_t * eps) / a (Eq. 11) or, with ``clip_x0``, the
     posterior mean at the clipped x_0 prediction (Eq. 7), as the DDPM code does.
     """
-    c = coefficients(process, t, s)
+    c = coef or coefficients(process, t, s)
     if clip_x0 is None:
         eps = predict(model, process, x, t, "eps", **kw)
         mean = (x - (c.sigma_t * c.drop) * eps) / c.a

@@ -12,7 +12,7 @@ from toy.validate import check_float
 from ..param import Model, convert
 from ..process.base import Process
 from .base import Result, SamplingError, StepChecker, sampler
-from .loop import coefficients, walk
+from .loop import Coefficients, coefficients, walk
 
 __all__ = ["ddim_step", "ddim", "ddim_invert"]
 
@@ -28,9 +28,9 @@ def _x0_eps(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, **
 
 
 def ddim_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
-              last: bool = False, eta: float = 0.0, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+              last: bool = False, eta: float = 0.0, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """x_s = alpha_s x0 + sqrt(sigma_s^2 - sigma_eta^2) eps + sigma_eta z, sigma_eta^2 = eta^2 beta_tilde (Eq. 12, 16)."""
-    c = coefficients(process, t, s)
+    c = coef or coefficients(process, t, s)
     x0, eps = _x0_eps(model, process, x, t, **kw)
     var = eta * eta * c.post_var
     if var > c.sigma_s**2 * (1.0 + 1e-12):

@@ -14,7 +14,7 @@ from ..param import Model
 from ..process.base import Process
 from .base import Result, StepChecker, make_noise
 
-__all__ = ["Coefficients", "coefficients", "Counted", "walk"]
+__all__ = ["Coefficients", "coefficients", "coefficient_table", "Counted", "walk"]
 
 
 @dataclass(frozen=True)
@@ -39,20 +39,37 @@ class Coefficients:
     post_var: float
     coef_x0: float
     coef_xt: float
+    f_t: float  # SDE drift coefficient and squared diffusion at t and s
+    g2_t: float
+    f_s: float
+    g2_s: float
+
+
+def coefficient_table(process: Process, grid: torch.Tensor) -> list[Coefficients]:
+    """Coefficients of every step of a decreasing grid, from one vectorised evaluation of the process."""
+    g = torch.as_tensor(grid, dtype=torch.float64)
+    la, ls, lam = process.log_alpha(g).tolist(), process.log_sigma(g).tolist(), process.log_snr(g).tolist()
+    f, g2 = process.f(g).tolist(), process.g2(g).tolist()
+    t = g.tolist()
+    out = []
+    for i in range(len(t) - 1):
+        j = i + 1
+        drop = -math.expm1(lam[i] - lam[j]) if math.isfinite(lam[j]) else 1.0
+        a = math.exp(la[i] - la[j])
+        sig_t, sig_s = math.exp(ls[i]), math.exp(ls[j])
+        out.append(Coefficients(
+            t=t[i], s=t[j], alpha_t=math.exp(la[i]), alpha_s=math.exp(la[j]), sigma_t=sig_t, sigma_s=sig_s,
+            a=a, drop=drop, trans_var=sig_t * sig_t * drop, post_var=sig_s * sig_s * drop,
+            coef_x0=math.exp(la[j]) * drop, coef_xt=a * math.exp(2.0 * (ls[j] - ls[i])) if sig_s > 0 else 0.0,
+            f_t=f[i], g2_t=g2[i], f_s=f[j], g2_s=g2[j],
+        ))
+    return out
 
 
 def coefficients(process: Process, t: torch.Tensor, s: torch.Tensor) -> Coefficients:
     """Coefficients of the step t -> s, computed through log-SNR differences (no cancellation)."""
     tt = torch.stack([torch.as_tensor(t, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)])
-    la, ls, lam = process.log_alpha(tt).tolist(), process.log_sigma(tt).tolist(), process.log_snr(tt).tolist()
-    drop = -math.expm1(lam[0] - lam[1]) if math.isfinite(lam[1]) else 1.0
-    a = math.exp(la[0] - la[1])
-    sig_t, sig_s = math.exp(ls[0]), math.exp(ls[1])
-    return Coefficients(
-        t=float(tt[0]), s=float(tt[1]), alpha_t=math.exp(la[0]), alpha_s=math.exp(la[1]), sigma_t=sig_t, sigma_s=sig_s,
-        a=a, drop=drop, trans_var=sig_t * sig_t * drop, post_var=sig_s * sig_s * drop,
-        coef_x0=math.exp(la[1]) * drop, coef_xt=a * math.exp(2.0 * (ls[1] - ls[0])) if sig_s > 0 else 0.0,
-    )
+    return coefficient_table(process, tt)[0]
 
 
 class Counted:
@@ -89,20 +106,23 @@ def walk(
     full: bool = False,
     **options: Any,
 ) -> torch.Tensor | Result:
-    """Run ``step(model, process, x, t, s, noise, last=..., **options) -> (x, x_mean)`` over neighbouring grid times.
+    """Run ``step(model, process, x, t, s, noise, last=..., coef=..., **options) -> (x, x_mean)`` over neighbouring grid times.
+
+    The coefficients of every step are computed once, up front, and passed as ``coef``.
 
     Returns the final state (its noise-free mean with ``denoise``), or a ``Result`` with
     the trajectory and the number of model evaluations when ``full``.
     """
     checker = StepChecker(process, x, grid, enabled=check_finite, name=name)
     g = checker.grid
+    table = coefficient_table(process, g)
     noise = make_noise(generator) if stochastic else None
     counted = Counted(model)
     traj = [x] if full else None
     n = len(g) - 1
     x_mean = x
     for i in tqdm(range(n), desc=name, file=sys.stderr, disable=not progress, leave=False):
-        x, x_mean = step(counted, process, x, g[i], g[i + 1], noise, last=(i == n - 1), **options)
+        x, x_mean = step(counted, process, x, g[i], g[i + 1], noise, last=(i == n - 1), coef=table[i], **options)
         checker(x, i)
         if traj is not None:
             traj.append(x)

@@ -13,16 +13,21 @@ from toy.validate import check_choice, check_float
 from ..param import Model, predict
 from ..process.base import Process
 from .base import Result, SamplingError, StepChecker, sampler
-from .loop import Counted, walk
+from .loop import Coefficients, Counted, coefficients, walk
 
 __all__ = ["probability_flow", "euler_step", "heun_step", "euler_ode", "heun_ode", "adaptive_ode"]
 
 
-def probability_flow(model: Model, process: Process, x: torch.Tensor, t: Any, **kw: Any) -> torch.Tensor:
-    """dx/dt = f(t) x - g(t)^2 / 2 * score(x, t), written with eps where the model predicts it: + g^2 eps / (2 sigma)."""
-    f, g2 = float(process.f(t)), float(process.g2(t))
+def probability_flow(model: Model, process: Process, x: torch.Tensor, t: Any, *, f: float | None = None,
+                     g2: float | None = None, sigma: float | None = None, **kw: Any) -> torch.Tensor:
+    """dx/dt = f(t) x - g(t)^2 / 2 * score(x, t), written with eps where the model predicts it: + g^2 eps / (2 sigma).
+
+    ``f``, ``g2`` and ``sigma`` at t may be passed in when already known.
+    """
+    f = float(process.f(t)) if f is None else f
+    g2 = float(process.g2(t)) if g2 is None else g2
     if getattr(model, "prediction", None) == "eps":
-        sigma = float(process.sigma(t))
+        sigma = float(process.sigma(t)) if sigma is None else sigma
         if sigma <= 0.0:
             raise ValueError("the probability-flow velocity of an eps-model is undefined where sigma(t) = 0; stop the grid above 0")
         return f * x + (0.5 * g2 / sigma) * model(x, t, **kw)
@@ -30,21 +35,23 @@ def probability_flow(model: Model, process: Process, x: torch.Tensor, t: Any, **
 
 
 def euler_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise=None, *,
-               last: bool = False, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+               last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """x_s = x_t + (s - t) v(x_t, t)."""
-    x = x + (float(s) - float(t)) * probability_flow(model, process, x, t, **kw)
+    c = coef or coefficients(process, t, s)
+    x = x + (c.s - c.t) * probability_flow(model, process, x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
     return x, x
 
 
 def heun_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise=None, *,
-              last: bool = False, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+              last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Heun's (explicit trapezoidal) step; an Euler step where the velocity at s is undefined (sigma(s) = 0)."""
-    h = float(s) - float(t)
-    v = probability_flow(model, process, x, t, **kw)
+    c = coef or coefficients(process, t, s)
+    h = c.s - c.t
+    v = probability_flow(model, process, x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
     x_euler = x + h * v
-    if float(process.sigma(s)) <= 0.0:
+    if c.sigma_s <= 0.0:
         return x_euler, x_euler
-    x = x + 0.5 * h * (v + probability_flow(model, process, x_euler, s, **kw))
+    x = x + 0.5 * h * (v + probability_flow(model, process, x_euler, s, f=c.f_s, g2=c.g2_s, sigma=c.sigma_s, **kw))
     return x, x
 
 

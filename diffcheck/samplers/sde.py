@@ -12,7 +12,7 @@ from toy.validate import check_choice, check_float, check_int
 from ..param import Model, predict
 from ..process.base import Process
 from .base import sampler
-from .loop import coefficients, walk
+from .loop import Coefficients, coefficients, walk
 
 __all__ = [
     "euler_maruyama_step",
@@ -25,33 +25,35 @@ __all__ = [
 
 
 def euler_maruyama_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
-                        last: bool = False, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+                        last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """x_s = x_t - [f(t) x_t - g(t)^2 score(x_t, t)] (t - s) + g(t) sqrt(t - s) z (reverse-time Eq. 6)."""
-    h = float(t) - float(s)
-    f, g2 = float(process.f(t)), float(process.g2(t))
+    c = coef or coefficients(process, t, s)
+    h = c.t - c.s
+    f, g2 = c.f_t, c.g2_t
     score = predict(model, process, x, t, "score", **kw)
     mean = x - (f * x - g2 * score) * h
     return mean + math.sqrt(g2 * h) * noise(x), mean
 
 
 def reverse_diffusion_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
-                           last: bool = False, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+                           last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The reverse of the discretised forward step x_t = a x_s + G z: x_s = (2 - a) x_t + G^2 score + G z (Song et al. 2021, App. E)."""
-    c = coefficients(process, t, s)
+    c = coef or coefficients(process, t, s)
     score = predict(model, process, x, t, "score", **kw)
     mean = (2.0 - c.a) * x + c.trans_var * score
     return mean + math.sqrt(c.trans_var) * noise(x), mean
 
 
 def langevin_corrector_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
-                            snr: float = 0.16, norm: str = "per_sample", **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
+                            snr: float = 0.16, norm: str = "per_sample", coef: Coefficients | None = None,
+                            **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """One Langevin corrector step at time t with step 2 a_i (snr |z| / |score|)^2 (Song et al. 2021, Algorithm 4-5).
 
     a_i = alpha_t^2 / alpha_s^2 (1 - beta_i for VP, 1 for VE). ``norm="per_sample"`` uses
     each sample's own norms; ``"batch"`` averages the norms over the batch as the official
     code does, which makes every sample depend on the others.
     """
-    c = coefficients(process, t, s)
+    c = coef or coefficients(process, t, s)
     score = predict(model, process, x, t, "score", **kw)
     z = noise(x)
     gn = score.reshape(x.shape[0], -1).norm(dim=-1)
@@ -84,13 +86,13 @@ def reverse_diffusion(model: Model, process: Process, x: torch.Tensor, grid: Any
 
 
 def _pc_step(model, process, x, t, s, noise, *, last=False, predictor=None, corrector=None, n_corrector=1, snr=0.16,
-             norm="per_sample", predictor_options=None, **kw):
+             norm="per_sample", predictor_options=None, coef=None, **kw):
     mean = x
     if corrector is not None:
         for _ in range(n_corrector):
-            x, mean = corrector(model, process, x, t, s, noise, snr=snr, norm=norm, **kw)
+            x, mean = corrector(model, process, x, t, s, noise, snr=snr, norm=norm, coef=coef, **kw)
     if predictor is not None:
-        x, mean = predictor(model, process, x, t, s, noise, last=last, **(predictor_options or {}), **kw)
+        x, mean = predictor(model, process, x, t, s, noise, last=last, coef=coef, **(predictor_options or {}), **kw)
     return x, mean
 
 

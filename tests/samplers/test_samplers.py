@@ -296,3 +296,16 @@ def test_langevin_conventions_are_the_same_dynamics_at_double_step():
     half = S.langevin(model, p, x, 0.0, step_size=0.2, n_steps=10, generator=torch.Generator().manual_seed(0), convention="half")
     full = S.langevin(model, p, x, 0.0, step_size=0.1, n_steps=10, generator=torch.Generator().manual_seed(0), convention="full")
     assert torch.allclose(half, full, atol=1e-14)
+
+
+@settings(max_examples=15)
+@given(continuous_processes(), hst.integers(8, 30))
+def test_ddim_inversion_bound_shrinks_with_steps(p, k):
+    model = ExactModel(toy.anisotropic(), p, "eps")
+    x0 = model.law(0.05).sample(16, torch.Generator().manual_seed(k))
+
+    def err(n):
+        g = P.uniform_grid(n, 0.9, 0.05)
+        return float((S.ddim(model, p, S.ddim_invert(model, p, x0, g), g) - x0).abs().max())
+
+    assert err(4 * k) < err(k)
