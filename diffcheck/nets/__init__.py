@@ -29,6 +29,7 @@ from .ddpm import DDPMConfig, DDPMUNet
 from .ncsn import NCSN, NCSNConfig
 from .ncsnpp import NCSNpp, NCSNppConfig
 from .ncsnv2 import NCSNv2, NCSNv2Config
+from . import wrap  # noqa: F401  nets.wrap.as_model(net, process): a network as a model of a process
 
 _NAMED: dict[str, NetConfig] = {
     # Ho et al. 2020; ermongroup/ddim configs/cifar10.yml and celeba.yml.

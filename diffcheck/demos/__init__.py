@@ -1,0 +1,1 @@
+"""Runnable demonstrations: ``python -m diffcheck.demos.digits`` trains a small DDPM on the digits."""
