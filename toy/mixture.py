@@ -104,7 +104,7 @@ class _MixtureLaw:
             torch.broadcast_shapes(y.shape, batch)
         except RuntimeError:
             raise ValueError(f"y of shape {tuple(y.shape)} does not broadcast against the batch shape {tuple(batch)}") from None
-        return torch.searchsorted(m._classes.to(device), y)
+        return torch.searchsorted(m._classes.to(device), y.contiguous())
 
     def _chunked(self, fn, x: torch.Tensor, a: torch.Tensor, s: torch.Tensor, yi: torch.Tensor | None):
         n = x.shape[0] if x.ndim == 2 else 0

@@ -526,6 +526,8 @@ def _plot_orders(path):
         errs = [law_error(run, process, pred, t0, t1, k) for k in steps]
         fit = st.fit_order(steps[-3:], errs[-3:])
         ax.loglog(steps, errs, "o-", ms=3, label=f"{name} ({type(process).__name__}): slope {-fit.order:.2f}")
+    ax.set_xticks(steps, [str(k) for k in steps])
+    ax.minorticks_off()
     ax.set_xlabel("steps")
     ax.set_ylabel(r"$|m - m^*| + \|C - C^*\|_F$ of the exact output law")
     ax.set_title("Error against steps on a Gaussian target (noise-free)")

@@ -293,9 +293,12 @@ def mode_weights_test(
     alpha: float = 0.01,
     reference_n: int = 200_000,
     generator: torch.Generator | None = None,
+    reference: GaussianMixture | None = None,
 ) -> TestResult:
-    """Test the share of points assigned to each component against exact samples' shares.
+    """Test the share of points assigned to each component of ``mixture`` against exact samples' shares.
 
+    The exact samples come from ``reference`` (default: ``mixture`` itself; e.g. a
+    class-conditional law whose points are still assigned to the full mixture's modes).
     The probability that an exact draw is assigned to component k is estimated from
     ``reference_n`` exact draws; the test is a chi-square test of homogeneity between the
     two count vectors (valid whatever the overlap of the components).
@@ -303,8 +306,11 @@ def mode_weights_test(
     alpha = _check_alpha(alpha)
     gen = generator if generator is not None else torch.Generator().manual_seed(12345)
     k = mixture.num_components
+    law = mixture if reference is None else reference
+    if law.dim != mixture.dim:
+        raise ValueError(f"reference has dimension {law.dim}, the mixture {mixture.dim}")
     obs = torch.bincount(mode_assignment(x, mixture), minlength=k).numpy()
-    ref = torch.bincount(mode_assignment(mixture.sample(reference_n, gen), mixture), minlength=k).numpy()
+    ref = torch.bincount(mode_assignment(law.sample(reference_n, gen), mixture), minlength=k).numpy()
     table = np.stack([obs, ref])
     keep = table.sum(0) > 0
     chi2, p, _, _ = stats.chi2_contingency(table[:, keep], correction=False)
