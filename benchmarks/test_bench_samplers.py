@@ -5,7 +5,7 @@ import torch
 
 import toy
 from diffcheck.exact import ExactModel
-from sampler_overhead import configurations
+from diffcheck.bench.samplers import configurations
 
 CONFIGS = {name: (p, grid, fn) for name, p, grid, fn in configurations(steps_scale=0.1)}
 

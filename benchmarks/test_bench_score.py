@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from score_throughput import loop_score, mixture
+from diffcheck.bench.scores import loop_score, mixture
 
 
 @pytest.mark.parametrize("k", [8, 25])

@@ -21,7 +21,7 @@ from toy.mixture import GaussianMixture  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .process import VE, VP, CosineVP, DiscreteVP, Process, SubVP  # noqa: E402
 
-__all__ = ["style", "save", "density_grid", "plot_noised_densities", "plot_score_fields", "plot_schedules", "plot_forward_marginals"]
+__all__ = ["style", "save", "density_grid", "plot_noised_densities", "plot_score_fields", "plot_schedules", "plot_forward_marginals", "plot_samples", "plot_trajectories"]
 
 
 def style() -> None:
@@ -136,4 +136,48 @@ def plot_forward_marginals(samples: dict[str, np.ndarray], exact: dict[str, tupl
     axes[0][0].set_ylabel("density")
     axes[0][0].legend()
     fig.suptitle(title)
+    return save(fig, path)
+
+
+def plot_samples(law, samples: dict, path, title: str = "") -> Path:
+    """Sample clouds (one panel per entry of ``samples``) over the exact density contours of ``law``."""
+    style()
+    names = list(samples)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3.2), squeeze=False, layout="constrained")
+    pts = torch.cat([torch.as_tensor(v, dtype=torch.float64) for v in samples.values()])
+    lim = float(pts.abs().quantile(0.995)) * 1.1 + 0.1
+    xx, yy, lp = density_grid(law, lim, 160)
+    levels = np.quantile(lp, [0.75, 0.85, 0.93, 0.98, 0.995])
+    for ax, name in zip(axes[0], names):
+        x = torch.as_tensor(samples[name])
+        ax.contour(xx, yy, lp, levels=np.unique(levels), colors="0.4", linewidths=0.6, linestyles="solid")
+        ax.scatter(x[:, 0], x[:, 1], s=1.5, alpha=0.4)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(name)
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+    fig.suptitle(title or "Samples over the exact density contours")
+    return save(fig, path)
+
+
+def plot_trajectories(law_end, trajectories: dict, path, title: str = "") -> Path:
+    """Paths of a few samples (one panel per sampler in ``trajectories``: name -> list of (B, 2) states)."""
+    style()
+    names = list(trajectories)
+    fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.5), squeeze=False, layout="constrained")
+    for ax, name in zip(axes[0], names):
+        states = torch.stack([torch.as_tensor(s) for s in trajectories[name]])  # (steps + 1, B, 2)
+        lim = float(states.abs().max()) * 1.05
+        xx, yy, lp = density_grid(law_end, lim, 150)
+        ax.contour(xx, yy, lp, levels=np.unique(np.quantile(lp, [0.8, 0.9, 0.97, 0.995])), colors="0.5", linewidths=0.6, linestyles="solid")
+        for b in range(states.shape[1]):
+            ax.plot(states[:, b, 0], states[:, b, 1], lw=0.7, alpha=0.8)
+            ax.plot(states[-1, b, 0], states[-1, b, 1], "k.", ms=3)
+        ax.set_aspect("equal")
+        ax.set_title(name)
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+    fig.suptitle(title or "Sampler trajectories from the same starting points (dots: ends)")
     return save(fig, path)

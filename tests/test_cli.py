@@ -77,3 +77,48 @@ def test_console_script_is_installed():
     assert res.returncode == 0 and "tour" in res.stdout
     res = subprocess.run([exe, "tour", "--nope"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_sample_command_writes_and_checks(tmp_path, capsys):
+    out = tmp_path / "s.npy"
+    assert main(["sample", "--preset", "ring", "--process", "ddpm-linear", "--sampler", "ddim", "--steps", "100", "-n", "500", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "consistent with the exact law" in text
+    import numpy as np
+
+    assert np.load(out).shape == (500, 2)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["sample", "--sampler", "nope"], "invalid choice"),
+    (["sample", "--steps", "-3"], "positive integer"),
+    (["sample", "--process", "ddpm-cosine", "--steps", "5000"], "at most the table's T"),
+    (["sample", "--out", "x.txt", "-n", "10", "--steps", "5"], "must end in .npy"),
+    (["plot", "densities", "--times", "2"], "times in [0, 1]"),
+    (["plot", "figure", "--name", "nope"], "unknown figure"),
+    (["plot", "scores", "--preset", "ar1_video"], "2D presets"),
+    (["bench", "nothing"], "invalid choice"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, fragment, capsys):
+    code = None
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_plot_commands(tmp_path):
+    for kind in ("densities", "scores", "samples", "trajectories"):
+        out = tmp_path / f"{kind}.png"
+        assert main(["plot", kind, "--preset", "anisotropic", "--steps", "20", "--out", str(out)]) == 0
+        assert out.stat().st_size > 10_000
+    assert main(["plot", "figure", "--name", "schedules", "--out", str(tmp_path / "f.png")]) == 0
+
+
+def test_bench_scores_quick(tmp_path):
+    out = tmp_path / "b.json"
+    assert main(["bench", "scores", "--quick", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {"points_per_s", "loop_points_per_s", "speedup_vs_loop", "dtype", "components"} <= set(rows[0])

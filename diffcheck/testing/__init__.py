@@ -21,6 +21,14 @@ _EXPORTS = {
     "mode_weights_test": "stats",
     "fit_order": "stats",
     "normal_quantile": "stats",
+    "DiffcheckAssertionError": "assertions",
+    "assert_samples_match": "assertions",
+    "assert_moments": "assertions",
+    "assert_mode_weights": "assertions",
+    "assert_order": "assertions",
+    "assert_gaussian_kl": "assertions",
+    "affine_law": "gaussian_law",
+    "NotAffineError": "gaussian_law",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -29,6 +37,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    if name in ("stats", "strategies"):
+    if name in ("stats", "strategies", "assertions", "gaussian_law", "plugin"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

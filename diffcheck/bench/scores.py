@@ -1,6 +1,7 @@
 """Exact mixture score throughput (points per second), vectorised vs a per-component loop.
 
-Run: python benchmarks/score_throughput.py [--quick]   (writes benchmarks/results/score_cpu.json)
+Run: ``diffcheck bench scores [--quick]`` (or ``python -m diffcheck.bench.scores``); writes
+``benchmarks/results/score_cpu.json`` unless ``--out`` says otherwise.
 """
 
 from __future__ import annotations
@@ -78,15 +79,22 @@ def run(sizes=(100_000, 1_000_000), comps=(8, 25), dtypes=(torch.float32, torch.
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--quick", action="store_true", help="1e4 points only, 2 repeats")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "score_cpu.json"))
-    args = ap.parse_args()
-    res = run(sizes=(10_000,), repeats=2) if args.quick else run()
-    write_json(args.out, res)
-    print(f"wrote {args.out}")
+def main(argv=None, out: str | None = None, quick: bool = False) -> dict:
+    """Run the benchmark and write its JSON atomically (command-line arguments, or ``out``/``quick``)."""
+    if argv is not None:
+        ap = argparse.ArgumentParser(description=__doc__)
+        ap.add_argument("--quick", action="store_true", help="1e4 points only, 2 repeats")
+        ap.add_argument("--out", default=None)
+        args = ap.parse_args(argv)
+        out, quick = args.out, args.quick
+    res = run(sizes=(10_000,), repeats=2) if quick else run()
+    path = out or str(Path("benchmarks") / "results" / "score_cpu.json")
+    write_json(path, res)
+    print(f"wrote {path}")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

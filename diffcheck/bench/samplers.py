@@ -1,6 +1,7 @@
 """Per-step overhead and throughput of each sampler on the exact model (CPU), and diffusers' loops beside them.
 
-Run: python benchmarks/sampler_overhead.py [--quick]   (writes benchmarks/results/samplers_cpu.json)
+Run: ``diffcheck bench samplers [--quick]`` (or ``python -m diffcheck.bench.samplers``); writes
+``benchmarks/results/samplers_cpu.json`` unless ``--out`` says otherwise.
 
 Two timings per sampler: with the exact model of the ring of 8 (throughput, points per
 second) and with a model that costs almost nothing, eps = x/2 (the sampler's own per-step overhead). When
@@ -119,15 +120,20 @@ def run(points: int = 1024, repeats: int = 3, steps_scale: float = 1.0, progress
             "python": platform.python_version(), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "rows": rows}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="a tenth of the steps, 128 points, one repeat")
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "samplers_cpu.json"))
-    args = ap.parse_args()
-    res = run(points=128, repeats=1, steps_scale=0.1) if args.quick else run()
-    write_json(args.out, res)
-    print(f"wrote {args.out}")
+def main(argv=None, out: str | None = None, quick: bool = False) -> dict:
+    """Run the benchmark and write its JSON atomically (command-line arguments, or ``out``/``quick``)."""
+    if argv is not None:
+        ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+        ap.add_argument("--quick", action="store_true", help="a tenth of the steps, 128 points, one repeat")
+        ap.add_argument("--out", default=None)
+        args = ap.parse_args(argv)
+        out, quick = args.out, args.quick
+    res = run(points=128, repeats=1, steps_scale=0.1) if quick else run()
+    path = out or str(Path("benchmarks") / "results" / "samplers_cpu.json")
+    write_json(path, res)
+    print(f"wrote {path}")
+    return res
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Benchmarks runnable as ``diffcheck bench``; results go under benchmarks/results/."""

@@ -1,0 +1,117 @@
+"""Assertions for users' tests: each failure says what was expected, what was measured, at what n and alpha.
+
+    from diffcheck.testing import assert_samples_match
+    assert_samples_match(samples, exact_law, alpha=1e-3)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from toy.mixture import GaussianMixture, NoisedMixture
+from toy.validate import check_float
+
+from . import stats as st
+
+__all__ = ["DiffcheckAssertionError", "assert_samples_match", "assert_moments", "assert_mode_weights", "assert_order", "assert_gaussian_kl"]
+
+
+class DiffcheckAssertionError(AssertionError):
+    """A failed verification; ``results`` holds the TestResult objects behind it."""
+
+    def __init__(self, message: str, results: Sequence[st.TestResult] = ()) -> None:
+        super().__init__(message)
+        self.results = list(results)
+
+
+def _law(law: Any) -> GaussianMixture | NoisedMixture:
+    if not isinstance(law, (GaussianMixture, NoisedMixture)):
+        raise TypeError(f"law must be a toy GaussianMixture or NoisedMixture (e.g. ExactModel(...).law(t)), got {type(law).__name__}")
+    return law
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"samples must be a tensor, got {type(x).__name__}")
+    return x.detach().reshape(x.shape[0], -1).to(torch.float64).cpu()
+
+
+def _raise(what: str, results: Sequence[st.TestResult]) -> None:
+    failed = [r for r in results if not r.passed]
+    if failed:
+        lines = "\n".join(f"  - {r}" for r in failed)
+        raise DiffcheckAssertionError(f"{what} failed:\n{lines}", results)
+
+
+def _reference(law, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    gen = generator if generator is not None else torch.Generator().manual_seed(20240601)
+    if isinstance(law, NoisedMixture) and (law.alpha.ndim or law.sigma.ndim):
+        raise ValueError("the law must have a single (alpha, sigma), not per-sample values")
+    return law.sample(n, gen)
+
+
+def assert_samples_match(samples: torch.Tensor, law: Any, *, alpha: float = 1e-3, reference_n: int | None = None,
+                         generator: torch.Generator | None = None, modes: bool = True) -> list[st.TestResult]:
+    """Assert that ``samples`` follow the exact ``law``: a sliced two-sample test (with the exact log-density as a slice) and, with ``modes``, mode weights.
+
+    The false-alarm rate of the whole assertion is ``alpha`` (split between the tests).
+    """
+    alpha = check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
+    law = _law(law)
+    x = _flat(samples)
+    if x.shape[1] != law.dim:
+        raise ValueError(f"samples have {x.shape[1]} values per sample, the law has dimension {law.dim}")
+    ref = _reference(law, reference_n or x.shape[0], generator)
+    each = alpha / (2 if modes else 1)
+    results = [st.two_sample_test(x, ref, alpha=each, generator=generator, features=law.log_prob)]
+    if modes:
+        mix = law.to_mixture() if isinstance(law, NoisedMixture) else law
+        results.append(st.mode_weights_test(x, mix, alpha=each, generator=generator))
+    _raise(f"samples do not match the exact law (n={x.shape[0]}, alpha={alpha:g})", results)
+    return results
+
+
+def assert_moments(samples: torch.Tensor, law: Any, *, alpha: float = 1e-3) -> list[st.TestResult]:
+    """Assert the sample mean (chi-square with the exact covariance) and covariance (z-scores) of ``law``, alpha split."""
+    alpha = check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
+    law = _law(law)
+    x = _flat(samples)
+    mean, cov = law.mean(), law.covariance()
+    results = [st.mean_test(x, mean, cov, alpha=alpha / 2), st.covariance_test(x, cov, alpha=alpha / 2)]
+    _raise(f"sample moments do not match the exact law (n={x.shape[0]}, alpha={alpha:g})", results)
+    return results
+
+
+def assert_mode_weights(samples: torch.Tensor, mixture: GaussianMixture, *, alpha: float = 1e-3,
+                        generator: torch.Generator | None = None) -> st.TestResult:
+    """Assert that the share of samples nearest each component matches exact samples' shares."""
+    res = st.mode_weights_test(_flat(samples), mixture, alpha=alpha, generator=generator)
+    _raise("mode weights do not match", [res])
+    return res
+
+
+def assert_order(steps: Sequence[float], errors: Sequence[float], order: float, *, band: float = 0.1,
+                 at_least: bool = False) -> st.OrderFit:
+    """Assert that errors fall with steps at ``order`` (log-log slope within ``band``; or at least order - band)."""
+    fit = st.fit_order(steps, errors)
+    ok = fit.order >= order - band if at_least else abs(fit.order - order) <= band
+    if not ok:
+        bound = f">= {order - band:g}" if at_least else f"{order:g} +- {band:g}"
+        raise DiffcheckAssertionError(
+            f"convergence order: expected {bound}, measured {fit.order:.3f} (log-log slope over steps {list(steps)}, "
+            f"errors {[f'{e:.3g}' for e in errors]}, fit R^2 = {fit.r2:.4f})")
+    return fit
+
+
+def assert_gaussian_kl(samples: torch.Tensor, law: Any, *, max_kl: float) -> float:
+    """Assert that the Gaussian KL of the samples' fitted moments from the law's exact moments is at most ``max_kl`` nats."""
+    import toy
+
+    law = _law(law)
+    x = _flat(samples)
+    kl = float(toy.kl_gaussian(x.mean(0), torch.cov(x.T).reshape(x.shape[1], x.shape[1]), law.mean(), law.covariance()))
+    if not kl <= max_kl:
+        raise DiffcheckAssertionError(f"Gaussian KL of fitted moments: expected <= {max_kl:g} nats, measured {kl:.4g} (n={x.shape[0]})")
+    return kl
