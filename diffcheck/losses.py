@@ -150,14 +150,18 @@ def eps_mse(
     *,
     eps: torch.Tensor | None = None,
     reduce: str = "sum",
+    **model_kwargs: Any,
 ) -> torch.Tensor:
-    """|eps - eps_theta(x_t, t)|^2 per sample (Ho et al. 2020, Eq. 14); ``reduce="mean"`` averages over dimensions as both official codes do."""
+    """|eps - eps_theta(x_t, t)|^2 per sample (Ho et al. 2020, Eq. 14); ``reduce="mean"`` averages over dimensions as both official codes do.
+
+    ``model_kwargs`` (e.g. class labels ``y``) are passed on to the model.
+    """
     reduce = check_choice(reduce, "reduce", ("sum", "mean"))
     x0 = _data(x0)
     eps = _noise(x0, eps, generator)
     tb = batch_time(t, x0)
     xt, _, _ = _noised(process, x0, tb, eps)
-    sq = _flat(eps - predict(model, process, xt, tb, "eps")).pow(2)
+    sq = _flat(eps - predict(model, process, xt, tb, "eps", **model_kwargs)).pow(2)
     return sq.sum(-1) if reduce == "sum" else sq.mean(-1)
 
 

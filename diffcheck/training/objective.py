@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..param import convert
+from .. import losses
 from ..process.base import Process
 from ..process.discrete import DiscreteVP
 
@@ -33,14 +33,9 @@ def eps_mse(process: Process, *, t_min: float | None = None):
             t = torch.randint(1, process.T + 1, (n,), generator=generator, device=device).double() / process.T
         else:
             t = lo + (1.0 - lo) * torch.rand(n, generator=generator, device=device, dtype=torch.float64)
-        xt, eps = process.sample_marginal(x0, t, generator)
         kwargs = {}
         if isinstance(batch, (tuple, list)) and len(batch) > 1 and getattr(getattr(model, "config", None), "label_classes", None):
             kwargs["y"] = batch[1]
-        pred = model(xt, t, **kwargs)
-        prediction = getattr(model, "prediction", "eps")
-        if prediction != "eps":
-            pred = convert(pred, xt, process.alpha(t), process.sigma(t), prediction, "eps")
-        return (pred - eps).pow(2).mean()
+        return losses.eps_mse(model, process, x0, t, generator, reduce="mean", **kwargs).mean()
 
     return loss_fn
