@@ -29,7 +29,10 @@ from .ddpm import DDPMConfig, DDPMUNet
 from .ncsn import NCSN, NCSNConfig
 from .ncsnpp import NCSNpp, NCSNppConfig
 from .ncsnv2 import NCSNv2, NCSNv2Config
-from . import wrap  # noqa: F401  nets.wrap.as_model(net, process): a network as a model of a process
+from .video_mcvd import MCVDConfig
+from .video_ramvid import RaMViDConfig
+from .video_vdm import VDMConfig
+from . import video, wrap  # noqa: F401  nets.wrap.as_model(net, process): a network as a model of a process
 
 _NAMED: dict[str, NetConfig] = {
     # Ho et al. 2020; ermongroup/ddim configs/cifar10.yml and celeba.yml.
@@ -56,12 +59,24 @@ _NAMED: dict[str, NetConfig] = {
     "ncsnpp_cifar10_ve": NCSNppConfig(),
     "ddpmpp_cifar10_vp": NCSNppConfig(fir=False, progressive_input="none", embedding_type="positional",
                                       scale_by_sigma=False, centered=True, prediction="eps", noise_input="time_999"),
+    # Video networks (x is a video): see diffcheck.nets.video.
+    # Ho et al. 2022: the factorised space-time U-Net at 16 x 64 x 64 (our configuration; no official code).
+    "vdm_video64": VDMConfig(),
+    # Voleti et al. 2022; mcvd-pytorch configs/smmnist_DDPM_big5.yml with the training script's num_res_blocks=2.
+    "mcvd_smmnist": MCVDConfig(),
+    # Hoppe et al. 2022; RaMViD README BAIR flags on the improved-diffusion defaults, seq_len 20.
+    "ramvid_bair": RaMViDConfig(),
 }
 
 
-def names() -> list[str]:
-    """The named configurations, sorted."""
-    return sorted(_NAMED)
+def names(kind: str | None = None) -> list[str]:
+    """The named configurations, sorted; ``kind`` "image" or "video" keeps one kind."""
+    if kind is None:
+        return sorted(_NAMED)
+    if kind not in ("image", "video"):
+        raise ValueError(f"kind must be 'image', 'video' or None, got {kind!r}")
+    video_families = (VDMConfig, MCVDConfig, RaMViDConfig)
+    return sorted(n for n, c in _NAMED.items() if isinstance(c, video_families) == (kind == "video"))
 
 
 def config(name: str) -> NetConfig:

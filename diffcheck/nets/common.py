@@ -31,15 +31,28 @@ class GroupNorm(nn.GroupNorm):
         return F.group_norm(x.to(dtype), self.num_groups, weight, bias, self.eps).to(x.dtype)
 
 
-def conv3x3(in_ch: int, out_ch: int, *, stride: int = 1, padding: int = 1, dilation: int = 1,
-            bias: bool = True) -> nn.Conv2d:
-    """3×3 convolution, 'same' padding by default."""
-    return nn.Conv2d(in_ch, out_ch, 3, stride=stride, padding=padding, dilation=dilation, bias=bias)
+def _conv(dims: int) -> type[nn.Conv2d] | type[nn.Conv3d]:
+    """The convolution class for 2D images or 3D (frames × height × width) videos."""
+    if dims not in (2, 3):
+        raise ValueError(f"dims must be 2 (images) or 3 (videos), got {dims!r}")
+    return nn.Conv2d if dims == 2 else nn.Conv3d
 
 
-def conv1x1(in_ch: int, out_ch: int, *, bias: bool = True) -> nn.Conv2d:
-    """1×1 convolution (the 'network-in-network' layer of DDPM's TF code)."""
-    return nn.Conv2d(in_ch, out_ch, 1, bias=bias)
+def conv3x3(in_ch: int, out_ch: int, *, stride: int | tuple[int, ...] = 1, padding: int = 1, dilation: int = 1,
+            bias: bool = True, dims: int = 2) -> nn.Conv2d | nn.Conv3d:
+    """3×3 convolution (3×3×3 with ``dims=3``, as openai `conv_nd`), 'same' padding by default."""
+    return _conv(dims)(in_ch, out_ch, 3, stride=stride, padding=padding, dilation=dilation, bias=bias)
+
+
+def conv1x1(in_ch: int, out_ch: int, *, bias: bool = True, dims: int = 2) -> nn.Conv2d | nn.Conv3d:
+    """1×1 convolution (the 'network-in-network' layer of DDPM's TF code); 1×1×1 with ``dims=3``."""
+    return _conv(dims)(in_ch, out_ch, 1, bias=bias)
+
+
+def spatial_factor(dims: int) -> int | tuple[int, int, int]:
+    """The 2× resampling factor of a U-Net level: both sides of an image, or height and width of a video (frames kept)."""
+    _conv(dims)  # validates dims
+    return 2 if dims == 2 else (1, 2, 2)
 
 
 # --------------------------------------------------------------------------- embeddings
@@ -106,10 +119,13 @@ def multihead_attention(qkv: Tensor, num_heads: int, layout: QKVLayout) -> Tenso
 
 
 class SelfAttention2d(nn.Module):
-    """Residual spatial self-attention: norm → 1×1 qkv → multi-head attention → 1×1 out (Ho et al. 2020; Dhariwal & Nichol 2021)."""
+    """Residual self-attention: norm → 1×1 qkv → multi-head attention → 1×1 out (Ho et al. 2020; Dhariwal & Nichol 2021).
+
+    The tokens are all positions of the feature map: H·W of an image, or F·H·W of a video with ``dims=3``.
+    """
 
     def __init__(self, channels: int, *, norm: Norm, num_heads: int = 1, layout: QKVLayout = "heads_first",
-                 skip_rescale: bool = False) -> None:
+                 skip_rescale: bool = False, dims: int = 2) -> None:
         super().__init__()
         if channels % num_heads:
             raise ValueError(f"attention: {channels} channels are not divisible into {num_heads} heads")
@@ -117,13 +133,13 @@ class SelfAttention2d(nn.Module):
         self.layout: QKVLayout = layout
         self.skip_rescale = skip_rescale
         self.norm = norm(channels)
-        self.qkv = conv1x1(channels, 3 * channels)
-        self.proj = conv1x1(channels, channels)
+        self.qkv = conv1x1(channels, 3 * channels, dims=dims)
+        self.proj = conv1x1(channels, channels, dims=dims)
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
-        b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3 * c, h * w)
-        out = x + self.proj(multihead_attention(qkv, self.num_heads, self.layout).reshape(b, c, h, w))
+        b, c = x.shape[:2]
+        qkv = self.qkv(self.norm(x)).reshape(b, 3 * c, -1)
+        out = x + self.proj(multihead_attention(qkv, self.num_heads, self.layout).reshape(x.shape))
         return out / SQRT2 if self.skip_rescale else out
 
 
@@ -172,14 +188,18 @@ class Resample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Nearest-neighbour 2× upsampling followed by an optional 3×3 convolution (Ho et al. 2020)."""
+    """Nearest-neighbour 2× upsampling followed by an optional 3×3 convolution (Ho et al. 2020).
 
-    def __init__(self, channels: int, *, with_conv: bool) -> None:
+    With ``dims=3`` only height and width are doubled and the convolution is 3×3×3 (RaMViD's 3D U-Net).
+    """
+
+    def __init__(self, channels: int, *, with_conv: bool, dims: int = 2) -> None:
         super().__init__()
-        self.conv = conv3x3(channels, channels) if with_conv else None
+        self.scale = spatial_factor(dims)
+        self.conv = conv3x3(channels, channels, dims=dims) if with_conv else None
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
-        x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+        x = F.interpolate(x, scale_factor=self.scale, mode="nearest")
         return x if self.conv is None else self.conv(x)
 
 
@@ -187,24 +207,32 @@ class Downsample(nn.Module):
     """2× downsampling by a stride-2 3×3 convolution or average pooling; FIR-filtered first when a kernel is given.
 
     ``padding="asymmetric"`` pads (0, 1) as TF 'SAME' does (DDPM, score_sde); ``"symmetric"`` pads 1 (ADM).
-    With an FIR kernel and a convolution this is StyleGAN2's fused `conv_downsample_2d`.
+    With an FIR kernel and a convolution this is StyleGAN2's fused `conv_downsample_2d`. With ``dims=3`` (videos)
+    only height and width are halved, by a 3×3×3 convolution of stride (1, 2, 2) padded 1 or by (1, 2, 2) average
+    pooling (RaMViD's 3D U-Net); only symmetric padding and no FIR filter are offered there.
     """
 
     def __init__(self, in_ch: int, out_ch: int | None = None, *, with_conv: bool,
                  padding: Literal["symmetric", "asymmetric"] = "symmetric",
-                 fir_kernel: tuple[float, ...] | None = None) -> None:
+                 fir_kernel: tuple[float, ...] | None = None, dims: int = 2) -> None:
         super().__init__()
         out_ch = in_ch if out_ch is None else out_ch
         if not with_conv and out_ch != in_ch:
             raise ValueError("Downsample without a convolution cannot change the channel count")
+        if dims == 3 and (padding != "symmetric" or fir_kernel is not None):
+            raise ValueError("Downsample with dims=3 takes symmetric padding and no FIR kernel")
         self.padding = padding
         self.fir_kernel = fir_kernel
+        self.factor = spatial_factor(dims)
         symmetric = padding == "symmetric" and fir_kernel is None
-        self.conv = conv3x3(in_ch, out_ch, stride=2, padding=1 if symmetric else 0) if with_conv else None
+        self.conv = conv3x3(in_ch, out_ch, stride=self.factor, padding=1 if symmetric else 0,
+                            dims=dims) if with_conv else None
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         if self.conv is None:
-            return F.avg_pool2d(x, 2) if self.fir_kernel is None else fir_downsample(x, self.fir_kernel)
+            if self.fir_kernel is not None:
+                return fir_downsample(x, self.fir_kernel)
+            return F.avg_pool2d(x, 2) if x.dim() == 4 else F.avg_pool3d(x, self.factor)
         if self.fir_kernel is not None:
             p = len(self.fir_kernel) - 2 + 2  # kernel taps beyond the factor, plus the 3×3 conv's reach
             x = upfirdn2d(x, self.fir_kernel, pad=((p + 1) // 2, p // 2))
@@ -222,30 +250,34 @@ class ResBlock(nn.Module):
     ``scale_shift``: AdaGN, norm(h)·(1+s)+b (Nichol & Dhariwal 2021); ``resample``: BigGAN up/down inside the
     block (Brock et al. 2019; Song et al. 2021; Dhariwal & Nichol 2021); ``skip_conv_on_resample``: a 1×1 skip
     convolution whenever the block resamples (score_sde) rather than only when channels change (ADM);
-    ``skip_rescale``: divide the sum by √2 (score_sde).
+    ``skip_rescale``: divide the sum by √2 (score_sde); ``dims=3``: 3×3×3 and 1×1×1 convolutions over videos
+    (RaMViD's 3D U-Net; no resampling inside the block there).
     """
 
     def __init__(self, in_ch: int, out_ch: int, emb_dim: int, *, dropout: float, norm: Norm,
                  scale_shift: bool = False, resample: Resample | None = None,
-                 skip_conv_on_resample: bool = False, skip_rescale: bool = False) -> None:
+                 skip_conv_on_resample: bool = False, skip_rescale: bool = False, dims: int = 2) -> None:
         super().__init__()
+        if dims == 3 and resample is not None:
+            raise ValueError("ResBlock with dims=3 does not resample; use Downsample/Upsample between levels")
         self.scale_shift = scale_shift
         self.skip_rescale = skip_rescale
         self.norm1 = norm(in_ch)
         self.resample = resample if resample is not None else nn.Identity()
-        self.conv1 = conv3x3(in_ch, out_ch)
+        self.conv1 = conv3x3(in_ch, out_ch, dims=dims)
         self.emb_proj = nn.Linear(emb_dim, 2 * out_ch if scale_shift else out_ch)
         self.norm2 = norm(out_ch)
         self.dropout = nn.Dropout(dropout)
-        self.conv2 = conv3x3(out_ch, out_ch)
+        self.conv2 = conv3x3(out_ch, out_ch, dims=dims)
         needs_skip_conv = in_ch != out_ch or (resample is not None and skip_conv_on_resample)
-        self.skip = conv1x1(in_ch, out_ch) if needs_skip_conv else nn.Identity()
+        self.skip = conv1x1(in_ch, out_ch, dims=dims) if needs_skip_conv else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = F.silu(self.norm1(x))
         h, x = self.resample(h), self.resample(x)
         h = self.conv1(h)
-        e = self.emb_proj(F.silu(emb))[:, :, None, None]
+        e = self.emb_proj(F.silu(emb))
+        e = e.reshape(*e.shape, *(1,) * (h.dim() - 2))
         if self.scale_shift:
             scale, shift = e.chunk(2, dim=1)
             h = self.norm2(h) * (1 + scale) + shift
@@ -290,12 +322,15 @@ def zero_(module: nn.Module) -> nn.Module:
 
 
 def check_inputs(net: nn.Module, x: Tensor, noise: Tensor, y: Tensor | None, *, channels: int,
-                 num_classes: int | None, size_multiple: int = 1) -> None:
-    """Raise a clear error for a batch the network cannot take: (B, C, H, W) image, (B,) noise, labels iff conditional."""
+                 num_classes: int | None, size_multiple: int = 1, dims: int = 2) -> None:
+    """Raise a clear error for a batch the network cannot take: (B, C, H, W) image or, with ``dims=3``,
+    (B, C, F, H, W) video; (B,) noise; labels iff conditional."""
     name = type(net).__name__
-    if x.dim() != 4:
-        raise ValueError(f"{name}: expected an image batch (B, C, H, W), got shape {tuple(x.shape)}")
-    batch, c, h, w = x.shape
+    if x.dim() != dims + 2:
+        layout = "an image batch (B, C, H, W)" if dims == 2 else "a video batch (B, C, F, H, W)"
+        raise ValueError(f"{name}: expected {layout}, got shape {tuple(x.shape)}")
+    batch, c = x.shape[:2]
+    h, w = x.shape[-2:]
     if c != channels:
         raise ValueError(f"{name}: expected {channels} input channels, got {c}")
     if h % size_multiple or w % size_multiple:

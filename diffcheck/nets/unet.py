@@ -6,7 +6,9 @@ convolution; per level, residual blocks (each followed by attention at the chose
 downsampling except at the last level; a middle of block–attention–block; a mirrored decoder whose levels
 have one extra block, every decoder block taking the matching encoder activation by concatenation and being
 followed by attention at the chosen resolutions; GroupNorm–SiLU–3×3 output. The families differ only in the
-options collected in :class:`UNetLayout`.
+options collected in :class:`UNetLayout`. With ``dims=3`` the same network runs on videos (B, C, F, H, W) with
+3×3×3 convolutions, attention over all F·H·W positions and resampling of height and width only (Höppe et al.
+2022, Tobi-r9/RaMViD `diffusion_openai/unet.py`).
 """
 
 from __future__ import annotations
@@ -61,6 +63,14 @@ class UNetLayout:
     downsample_padding: Literal["symmetric", "asymmetric"] = "symmetric"
     time_embedding: Literal["ddpm", "adm"] = "adm"
     zero_init: bool = True
+    dims: int = 2
+
+    def __post_init__(self) -> None:
+        if self.dims not in (2, 3):
+            raise ValueError(f"UNetLayout.dims must be 2 (images) or 3 (videos), got {self.dims!r}")
+        if self.dims == 3 and (self.resblock_updown or self.downsample_padding != "symmetric"):
+            raise ValueError("UNetLayout with dims=3 resamples between levels only (resblock_updown=False), "
+                             "with symmetric padding")
 
     @property
     def emb_dim(self) -> int:
@@ -87,7 +97,8 @@ class UNetLayout:
     def res_block(self, in_ch: int, out_ch: int, resample: Literal["up", "down"] | None = None) -> ResBlock:
         """A residual block; its last convolution starts at zero when ``zero_init``."""
         block = ResBlock(in_ch, out_ch, self.emb_dim, dropout=self.dropout, norm=self.norm,
-                         scale_shift=self.scale_shift, resample=Resample(resample) if resample else None)
+                         scale_shift=self.scale_shift, resample=Resample(resample) if resample else None,
+                         dims=self.dims)
         if self.zero_init:
             zero_(block.conv2)
         return block
@@ -100,7 +111,7 @@ class UNetLayout:
             heads = self.num_heads_upsample
         else:
             heads = self.num_heads
-        block = SelfAttention2d(channels, norm=self.norm, num_heads=heads, layout=self.qkv_layout)
+        block = SelfAttention2d(channels, norm=self.norm, num_heads=heads, layout=self.qkv_layout, dims=self.dims)
         if self.zero_init:
             zero_(block.proj)
         return block
@@ -109,19 +120,19 @@ class UNetLayout:
         """2× downsampling between levels: a resampling residual block, a strided conv, or average pooling."""
         if self.resblock_updown:
             return self.res_block(channels, channels, "down")
-        return Downsample(channels, with_conv=self.conv_resample, padding=self.downsample_padding)
+        return Downsample(channels, with_conv=self.conv_resample, padding=self.downsample_padding, dims=self.dims)
 
     def upsample(self, channels: int) -> nn.Module:
         """2× upsampling between levels: a resampling residual block or nearest + conv."""
         if self.resblock_updown:
             return self.res_block(channels, channels, "up")
-        return Upsample(channels, with_conv=self.conv_resample)
+        return Upsample(channels, with_conv=self.conv_resample, dims=self.dims)
 
 
 class _Conv(nn.Module):
     """A convolution that ignores the embedding, so that it can sit in an EmbedSequential."""
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Module) -> None:
         super().__init__()
         self.conv = conv
 
@@ -135,7 +146,7 @@ class UNetEncoder(nn.Module):
     def __init__(self, layout: UNetLayout) -> None:
         super().__init__()
         ch = layout.level_channels(0)
-        self.blocks = nn.ModuleList([EmbedSequential([_Conv(conv3x3(layout.in_channels, ch))])])
+        self.blocks = nn.ModuleList([EmbedSequential([_Conv(conv3x3(layout.in_channels, ch, dims=layout.dims))])])
         self.skip_channels = [ch]
         levels = len(layout.channel_mult)
         for level in range(levels):
@@ -186,13 +197,13 @@ class UNet(nn.Module):
                 if level and i == layout.num_res_blocks:
                     layers.append(layout.upsample(ch))
                 self.decoder.append(EmbedSequential(layers))
-        self.out = nn.Sequential(layout.norm(ch), nn.SiLU(), conv3x3(ch, out_channels))
+        self.out = nn.Sequential(layout.norm(ch), nn.SiLU(), conv3x3(ch, out_channels, dims=layout.dims))
         if layout.zero_init:
             zero_(self.out[-1])
 
     def forward(self, x: Tensor, noise: Tensor, y: Tensor | None = None) -> Tensor:
         check_inputs(self, x, noise, y, channels=self.layout.in_channels, num_classes=self.num_classes,
-                     size_multiple=self.layout.size_multiple)
+                     size_multiple=self.layout.size_multiple, dims=self.layout.dims)
         emb = self.time_embed(self.embed(noise, self.layout.model_channels))
         if self.label_embed is not None:
             emb = emb + self.label_embed(y)
@@ -227,6 +238,8 @@ class EncoderClassifier(nn.Module):
 
     def __init__(self, layout: UNetLayout, *, num_classes: int, pool: Literal["attention", "adaptive"]) -> None:
         super().__init__()
+        if layout.dims != 2:
+            raise ValueError("EncoderClassifier classifies images: its layout must have dims=2")
         self.layout = layout
         self.num_classes = num_classes
         self.pool = pool

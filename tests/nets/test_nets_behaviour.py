@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from diffcheck import nets
 
-NAMES = nets.names()
+NAMES = nets.names("image")
 CONDITIONAL = [n for n in NAMES if nets.config(n).label_classes is not None]
 ZERO_START = ["iddpm_cifar10", "adm_64", "adm_256"]
 

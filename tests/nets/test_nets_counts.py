@@ -28,7 +28,7 @@ REFERENCE = {
 
 
 def test_names_are_the_reference_models() -> None:
-    assert nets.names() == sorted(REFERENCE)
+    assert nets.names("image") == sorted(REFERENCE)
 
 
 @pytest.mark.parametrize("name", sorted(REFERENCE))

@@ -277,7 +277,7 @@ def process_for(cfg) -> tuple[P.Process, Tensor]:
     return P.VE(0.01, 50.0), torch.tensor([1e-5, 0.5, 1.0])
 
 
-@pytest.mark.parametrize("name", nets.names())
+@pytest.mark.parametrize("name", nets.names("image"))
 def test_every_tiny_named_network_wrapped_predicts_the_input_shape(name, gen):
     net = nets.build(name, seed=0, **nets.tiny_overrides(name)).eval()
     cfg = net.config
