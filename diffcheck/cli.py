@@ -294,7 +294,7 @@ def _cmd_bench(args) -> int:
 
 def _cmd_verify_diffusers(args) -> int:
     try:
-        from .adapters.diffusers import format_report, verify_diffusers
+        from .adapters import format_report, verify_diffusers
     except ImportError as err:
         raise UsageError(f"{err} (install it with: pip install 'diffcheck[diffusers]')") from None
     report = verify_diffusers(out=args.out or "diffcheck-out/diffusers_report.json", quick=args.quick)
