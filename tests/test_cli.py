@@ -122,3 +122,13 @@ def test_bench_scores_quick(tmp_path):
     assert main(["bench", "scores", "--quick", "--out", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     assert {"points_per_s", "loop_points_per_s", "speedup_vs_loop", "dtype", "components"} <= set(rows[0])
+
+
+def test_verify_diffusers_quick(tmp_path, capsys):
+    pytest.importorskip("diffusers")
+    out = tmp_path / "vd.json"
+    assert main(["verify-diffusers", "--quick", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "configuration" in text and "verdict" in text
+    report = json.loads(out.read_text())
+    assert report["configurations"] and "findings" in report
