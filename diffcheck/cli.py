@@ -91,13 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a toy model or the digits demo",
                            description="toy: train a small network on a toy with an objective (see 'diffcheck train toy --help'); digits: the DDPM digits demo (arguments are passed on).")
     tsub = train.add_subparsers(dest="target", metavar="TARGET", parser_class=_Parser)
-    tsub.add_parser("digits", help="train a small DDPM on scikit-learn's digits and write a sample grid", add_help=False)
-    toy_p = tsub.add_parser("toy", help="train a toy score network and compare it with the exact score")
-    toy_p.add_argument("--preset", choices=sorted(toy.PRESETS), default="two_modes")
-    toy_p.add_argument("--objective", default="ddpm_simple", help="objective (see diffcheck.learned)")
-    toy_p.add_argument("--steps", type=_positive_int, default=2000)
-    toy_p.add_argument("--seed", type=int, default=0)
-    toy_p.add_argument("--out", metavar="DIR", default="diffcheck-out/train-toy")
+    tsub.add_parser("digits", help="train a small DDPM on scikit-learn's digits and write a sample grid (see 'diffcheck train digits --help')", add_help=False)
+    tsub.add_parser("toy", help="train toy networks over presets x objectives and tabulate their errors against the exact score (see 'diffcheck train toy --help')", add_help=False)
 
     bench = sub.add_parser("bench", help="benchmarks: exact-score throughput, sampler overhead, GPU sampler speed",
                            description="Run a benchmark and write its JSON under benchmarks/results/ (or --out).")
@@ -266,11 +261,9 @@ def _cmd_train(args, rest: Sequence[str]) -> int:
 
         return int(digits_main(list(rest)) or 0)
     if args.target == "toy":
-        try:
-            from . import learned
-        except ImportError as err:
-            raise UsageError(f"toy training is unavailable: {err}") from None
-        return int(learned.cli_train(args) or 0)
+        from .learned.__main__ import main as toy_main
+
+        return int(toy_main(list(rest)) or 0)
     raise UsageError("train needs a target: digits or toy")
 
 
@@ -307,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     rest: list[str] = []
-    if len(argv) >= 2 and argv[0] == "train" and argv[1] == "digits":
+    if len(argv) >= 2 and argv[0] == "train" and argv[1] in ("digits", "toy"):
         argv, rest = argv[:2], argv[2:]
     args = parser.parse_args(argv)
     if args.command is None:

@@ -232,7 +232,11 @@ def train(
                 g = torch.Generator(device=device).manual_seed(seeds[c])
                 sync = net.no_sync() if replicated and k < per_rank_chunks - 1 else contextlib.nullcontext()  # type: ignore[operator]
                 with sync, torch.random.fork_rng(devices=rng_devices):
-                    torch.manual_seed(seeds[chunks + c])
+                    # dropout's global generators; torch.manual_seed would also touch (and, on a CPU-only
+                    # machine, probe) CUDA at every step
+                    torch.default_generator.manual_seed(seeds[chunks + c])
+                    if device.type == "cuda":
+                        torch.cuda.manual_seed(seeds[chunks + c])
                     with autocast():
                         loss = loss_fn(net, part, g)
                     if not isinstance(loss, Tensor) or loss.ndim != 0:
