@@ -90,17 +90,20 @@ class ClassifierGuided:
 
     prediction = "eps"
 
-    def __init__(self, model: Model, classifier: Any, process: Process, scale: float = 1.0) -> None:
+    def __init__(self, model: Model, classifier: Any, process: Process, scale: float = 1.0, *, conditional: bool = False) -> None:
         self.model = model
         self.classifier = classifier
         self.process = process
         self.scale = check_float(scale, "scale", low=0.0)
+        self.conditional = bool(conditional)
 
     def __call__(self, x: torch.Tensor, t: Any, y: Any = None) -> torch.Tensor:
+        """eps_hat at (x, t) for labels y; a ``conditional`` model (ADM's class-conditional nets) also gets y."""
         if y is None:
             raise ValueError("classifier guidance needs the class labels y")
-        eps = predict(self.model, self.process, x, t, "eps")
-        sigma = per_sample(self.process.sigma(torch.as_tensor(t, dtype=torch.float64) if not isinstance(t, torch.Tensor) else t), x)
+        eps = predict(self.model, self.process, x, t, "eps", **({"y": y} if self.conditional else {}))
+        tt = torch.as_tensor(t, dtype=torch.float64) if not isinstance(t, torch.Tensor) else t
+        sigma = per_sample(self.process.sigma(tt), x)
         return eps - sigma * self.scale * classifier_grad(self.classifier, x, t, y)
 
 

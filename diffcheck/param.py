@@ -32,11 +32,14 @@ class Model(Protocol):
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor: ...
 
 
-def _scale(v: torch.Tensor | float, x: torch.Tensor, name: str, *, positive: bool) -> torch.Tensor:
+def _scale(v: torch.Tensor | float, x: torch.Tensor, name: str, *, positive: bool):
     s = per_sample(v, x)
-    if s.device.type == "cpu" and s.numel():
-        if positive and bool((s <= 0).any()):
-            raise ValueError(f"this conversion divides by {name}, which is 0 here")
+    if isinstance(s, float):
+        bad = positive and s <= 0.0
+    else:
+        bad = positive and s.device.type == "cpu" and s.numel() > 0 and bool((s <= 0).any())
+    if bad:
+        raise ValueError(f"this conversion divides by {name}, which is 0 here")
     return s
 
 

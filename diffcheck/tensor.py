@@ -7,11 +7,17 @@ import torch
 __all__ = ["per_sample", "batch_time"]
 
 
-def per_sample(v: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor:
-    """Reshape a scalar or a per-sample vector (B,) to (B, 1, ..., 1) so it broadcasts against ``x``."""
+def per_sample(v: torch.Tensor | float, x: torch.Tensor) -> torch.Tensor | float:
+    """Reshape a scalar or a per-sample vector (B,) to (B, 1, ..., 1) so it broadcasts against ``x``.
+
+    A number, or a 0-d host tensor beside an accelerator tensor, is returned as a Python float:
+    it then multiplies a device tensor without a copy or a synchronisation.
+    """
     if not isinstance(v, torch.Tensor):
-        return torch.as_tensor(v, dtype=x.dtype, device=x.device)
+        return float(v) if x.device.type != "cpu" else torch.as_tensor(v, dtype=x.dtype, device=x.device)
     if v.ndim == 0:
+        if v.device.type == "cpu" and x.device.type != "cpu":
+            return float(v)
         return v.to(dtype=x.dtype, device=x.device)
     if v.ndim != 1 or v.shape[0] != x.shape[0]:
         raise ValueError(

@@ -92,10 +92,18 @@ class GaussianFourierEmbedding(nn.Module):
 
 
 class TimestepMLP(nn.Sequential):
-    """Linear → SiLU → Linear applied to a noise-level embedding (Ho et al. 2020, Appendix B)."""
+    """Linear → SiLU → Linear applied to a noise-level embedding (Ho et al. 2020, Appendix B).
+
+    The embedding is computed in float32 from the full-precision noise input and cast to the
+    weights' dtype here, as openai's code does: a timestep rounded to bfloat16 first would
+    lose its last bits (999 becomes 1000).
+    """
 
     def __init__(self, in_dim: int, dim: int) -> None:
         super().__init__(nn.Linear(in_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, emb: Tensor) -> Tensor:
+        return super().forward(emb.to(self[0].weight.dtype))
 
 
 # --------------------------------------------------------------------------- attention

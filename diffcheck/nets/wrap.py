@@ -147,14 +147,22 @@ def _affine(config: Any, data_range: Sequence[float] | None) -> tuple[float, flo
 
 
 def _times(t: Any, x: Tensor) -> Tensor:
-    """t as a (B,) tensor, keeping float64 precision (a Python float or a float64 tensor stays float64)."""
-    t = torch.as_tensor(t, device=x.device)
-    t = t.to(torch.float64) if not t.is_floating_point() else t
+    """t as (B,) float64; a number or a host tensor stays on the host (reading it costs no device synchronisation)."""
+    t = torch.as_tensor(t)
+    if not t.is_floating_point() or (t.device.type == "cpu" and t.dtype != torch.float64):
+        t = t.to(torch.float64)
     if t.ndim == 0:
         return t.expand(x.shape[0])
     if t.shape != (x.shape[0],):
         raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}")
     return t
+
+
+def _on(x: Tensor, values: Tensor, scalar: bool) -> Tensor:
+    """Per-sample values on x's device: a fill for one shared value (no copy, no sync), else one copy."""
+    if scalar and values.device.type == "cpu":
+        return torch.full((x.shape[0],), float(values[0]), dtype=values.dtype if values.is_floating_point() else torch.int64, device=x.device)
+    return values.to(x.device, non_blocking=True)
 
 
 class _Adapter:
@@ -167,18 +175,26 @@ class _Adapter:
     b: float
 
     def _call(self, x: Tensor, t: Any, kwargs: dict[str, Any]) -> tuple[Tensor, Tensor | None]:
-        """The network's raw output and, for σ-conditioned networks, α(t) broadcast against x (else None)."""
+        """The network's raw output and, for σ-conditioned networks, α(t) broadcast against x (else None).
+
+        The noise input goes to the network in float32 (its embedding is cast to the weights' dtype
+        inside the network), never rounded to bfloat16; times given as numbers or host tensors are
+        mapped on the host.
+        """
+        scalar = not isinstance(t, Tensor) or t.ndim == 0
         tb = _times(t, x)
-        noise = self.noise(tb)
         param = next(self.net.parameters(), None)
         dtype = x.dtype if param is None else param.dtype
+        noise = self.noise(tb[:1] if scalar else tb)
+        if noise.is_floating_point():  # float64 nets get float64, every other net float32 (never bfloat16)
+            noise = noise.to(torch.promote_types(dtype, torch.float32))
+        noise = _on(x, noise, scalar)
         if self.noise.kind in _SIGMA_INPUTS:
-            alpha = per_sample(self.process.alpha(tb.to(torch.float64)), x)
+            alpha = self.process.alpha(tb[:1] if scalar else tb)
+            alpha = float(alpha[0]) if scalar and alpha.device.type == "cpu" else per_sample(alpha, x)
             h = self.a * x / alpha + self.b
-            if noise.is_floating_point():
-                noise = noise.to(dtype)
             return self.net(h.to(dtype), noise, **kwargs).to(x.dtype), alpha
-        return self.net(x.to(dtype), noise.to(dtype), **kwargs).to(x.dtype), None
+        return self.net(x.to(dtype), noise, **kwargs).to(x.dtype), None
 
 
 class WrappedNet(_Adapter, NetModel):

@@ -41,7 +41,7 @@ class Process:
     @staticmethod
     def _time(t: Any, name: str = "t") -> torch.Tensor:
         t = as_float_tensor(t, name, finite=False)
-        if t.numel():
+        if t.numel() and t.device.type == "cpu":  # values on an accelerator are not read: that would synchronise
             if bool(torch.isnan(t).any()):
                 raise ValueError(f"{name} contains NaN")
             lo, hi = float(t.detach().min()), float(t.detach().max())
