@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal
 
-from .base import check_choice, check_metadata
+from .base import ConfigDefaults, check_choice, check_metadata
 from .unet import EncoderClassifier, UNet, UNetLayout
 
 
@@ -41,7 +41,7 @@ def _check_heads(config: Any, channels: list[int]) -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class ADMConfig:
+class ADMConfig(ConfigDefaults):
     """U-Net hyperparameters in the names of improved/guided-diffusion `create_model` (iDDPM, ADM)."""
 
     image_size: int = 64
@@ -71,21 +71,6 @@ class ADMConfig:
     def out_channels(self) -> int:
         """ε, and the variance interpolation v when the variance is learned."""
         return self.in_channels * (2 if self.learn_sigma else 1)
-
-    @property
-    def label_classes(self) -> int | None:
-        """Number of class labels taken as ``y``; None: the network takes no labels."""
-        return self.num_classes
-
-    @property
-    def data_shape(self) -> tuple[int, int, int]:
-        """Shape (C, H, W) of one sample at the configured resolution."""
-        return (self.in_channels, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x``."""
-        return (-1.0, 1.0)
 
     def layout(self) -> UNetLayout:
         """The shared U-Net options that make this architecture."""
@@ -130,7 +115,7 @@ class ADMUNet(UNet):
 
 
 @dataclasses.dataclass(frozen=True)
-class ADMClassifierConfig:
+class ADMClassifierConfig(ConfigDefaults):
     """Noisy-image classifier hyperparameters in the names of guided-diffusion `create_classifier` (Dhariwal & Nichol 2021)."""
 
     image_size: int = 128
@@ -157,24 +142,9 @@ class ADMClassifierConfig:
             raise ValueError("ADMClassifierConfig: attention pooling needs num_head_channels")
 
     @property
-    def learn_sigma(self) -> bool:
-        """A classifier predicts no variance."""
-        return False
-
-    @property
     def label_classes(self) -> int | None:
         """Number of class labels taken as ``y``; None: the network takes no labels."""
         return None
-
-    @property
-    def data_shape(self) -> tuple[int, int, int]:
-        """Shape (C, H, W) of one sample at the configured resolution."""
-        return (self.in_channels, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x``."""
-        return (-1.0, 1.0)
 
     def layout(self) -> UNetLayout:
         """The shared encoder options that make this classifier."""

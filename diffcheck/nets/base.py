@@ -54,6 +54,33 @@ class NetConfig(Protocol):
     def tiny_overrides(self) -> dict[str, Any]: ...
 
 
+class ConfigDefaults:
+    """What most configurations share, unless they define it: no learned variance, labels only when
+    ``num_classes`` is set, data in [-1, 1] (or [0, 1] when ``centered`` is False), one image of
+    ``in_channels`` (or ``channels``) at ``image_size``."""
+
+    @property
+    def learn_sigma(self) -> bool:
+        """Whether extra output channels hold iDDPM's variance interpolation."""
+        return False
+
+    @property
+    def label_classes(self) -> int | None:
+        """Number of class labels taken as ``y``; None: the network takes no labels."""
+        return getattr(self, "num_classes", None)
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """Shape (C, H, W) of one sample at the configured resolution."""
+        channels = getattr(self, "in_channels", None) or getattr(self, "channels")
+        return (channels, self.image_size, self.image_size)  # type: ignore[attr-defined]
+
+    @property
+    def data_range(self) -> tuple[float, float]:
+        """Range of the data the network expects as ``x``."""
+        return (-1.0, 1.0) if getattr(self, "centered", True) else (0.0, 1.0)
+
+
 C = TypeVar("C")
 
 

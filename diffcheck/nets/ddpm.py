@@ -19,12 +19,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .base import check_metadata
+from .base import ConfigDefaults, check_metadata
 from .unet import UNet, UNetLayout
 
 
 @dataclasses.dataclass(frozen=True)
-class DDPMConfig:
+class DDPMConfig(ConfigDefaults):
     """DDPM U-Net hyperparameters, in the names of ddim's `configs/*.yml` (Ho et al. 2020, Appendix B)."""
 
     image_size: int = 32
@@ -41,26 +41,6 @@ class DDPMConfig:
 
     def __post_init__(self) -> None:
         check_metadata(self, predictions={"eps"}, noise_inputs={"timestep_1000"})
-
-    @property
-    def learn_sigma(self) -> bool:
-        """DDPM fixes the reverse variance; the network predicts ε only."""
-        return False
-
-    @property
-    def label_classes(self) -> int | None:
-        """Number of class labels taken as ``y``; None: the network takes no labels."""
-        return None
-
-    @property
-    def data_shape(self) -> tuple[int, int, int]:
-        """Shape (C, H, W) of one sample at the configured resolution."""
-        return (self.in_channels, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x``."""
-        return (-1.0, 1.0)
 
     def layout(self) -> UNetLayout:
         """The shared U-Net options that make the DDPM architecture."""

@@ -24,13 +24,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .base import check_metadata
+from .base import ConfigDefaults, check_metadata
 from .common import check_inputs
 from .refinenet import NCSN_STAGES, ConditionalInstanceNormPlus, RefineNet
 
 
 @dataclasses.dataclass(frozen=True)
-class NCSNConfig:
+class NCSNConfig(ConfigDefaults):
     """CondRefineNetDilated hyperparameters in the names of ermongroup/ncsn `configs/anneal.yml`."""
 
     image_size: int = 32
@@ -45,24 +45,9 @@ class NCSNConfig:
         check_metadata(self, predictions={"score"}, noise_inputs={"sigma_index"})
 
     @property
-    def learn_sigma(self) -> bool:
-        """A score network predicts no variance."""
-        return False
-
-    @property
     def label_classes(self) -> int | None:
         """Number of class labels taken as ``y``; None: the network takes no labels (``num_classes`` counts noise levels)."""
         return None
-
-    @property
-    def data_shape(self) -> tuple[int, int, int]:
-        """Shape (C, H, W) of one sample at the configured resolution."""
-        return (self.channels, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x``."""
-        return (-1.0, 1.0) if self.centered else (0.0, 1.0)
 
     def build(self) -> NCSN:
         """Construct the network."""

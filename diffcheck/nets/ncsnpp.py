@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_choice, check_metadata
+from .base import ConfigDefaults, check_choice, check_metadata
 from .common import (
     Downsample,
     GaussianFourierEmbedding,
@@ -57,7 +57,7 @@ def score_sde_norm(channels: int) -> GroupNorm:
 
 
 @dataclasses.dataclass(frozen=True)
-class NCSNppConfig:
+class NCSNppConfig(ConfigDefaults):
     """NCSN++/DDPM++ hyperparameters in the names of score_sde's `configs/ve|vp/cifar10_*_continuous.py`."""
 
     image_size: int = 32
@@ -92,26 +92,6 @@ class NCSNppConfig:
             check_metadata(self, predictions={"score", "eps"}, noise_inputs={"time_999", "timestep_1000"})
             if self.scale_by_sigma:
                 raise ValueError("NCSNppConfig: scale_by_sigma needs σ as the noise input (embedding_type='fourier')")
-
-    @property
-    def learn_sigma(self) -> bool:
-        """No variance output."""
-        return False
-
-    @property
-    def label_classes(self) -> int | None:
-        """Number of class labels taken as ``y``; None: the network takes no labels."""
-        return None
-
-    @property
-    def data_shape(self) -> tuple[int, int, int]:
-        """Shape (C, H, W) of one sample at the configured resolution."""
-        return (self.channels, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x``."""
-        return (-1.0, 1.0) if self.centered else (0.0, 1.0)
 
     def build(self) -> NCSNpp:
         """Construct the network."""

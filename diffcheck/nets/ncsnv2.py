@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
-from .base import check_choice, check_metadata
+from .base import ConfigDefaults, check_choice, check_metadata
 from .common import check_inputs
 from .refinenet import NCSN_STAGES, NCSNV2_DEEPER_STAGES, InstanceNormPlus, NoNorm, RefineNet
 
@@ -31,7 +31,7 @@ STAGES = {"standard": NCSN_STAGES, "deeper": NCSNV2_DEEPER_STAGES}
 
 
 @dataclasses.dataclass(frozen=True)
-class NCSNv2Config:
+class NCSNv2Config(ConfigDefaults):
     """NCSNv2 hyperparameters in the names of ermongroup/ncsnv2 `configs/*.yml`; ``depth`` picks NCSNv2 or NCSNv2Deeper."""
 
     image_size: int = 32
@@ -45,26 +45,6 @@ class NCSNv2Config:
     def __post_init__(self) -> None:
         check_metadata(self, predictions={"score"}, noise_inputs={"sigma"})
         check_choice(self, "depth", tuple(STAGES))
-
-    @property
-    def learn_sigma(self) -> bool:
-        """A score network predicts no variance."""
-        return False
-
-    @property
-    def label_classes(self) -> int | None:
-        """Number of class labels taken as ``y``; None: the network takes no labels."""
-        return None
-
-    @property
-    def data_shape(self) -> tuple[int, int, int]:
-        """Shape (C, H, W) of one sample at the configured resolution."""
-        return (self.channels, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x``."""
-        return (-1.0, 1.0) if self.centered else (0.0, 1.0)
 
     def build(self) -> NCSNv2:
         """Construct the network."""

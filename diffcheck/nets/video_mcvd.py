@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_metadata
+from .base import ConfigDefaults, check_metadata
 from .common import (
     SQRT2,
     GroupNorm,
@@ -84,7 +84,7 @@ def mcvd_groups(channels: int) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
-class MCVDConfig:
+class MCVDConfig(ConfigDefaults):
     """MCVD hyperparameters in the names of its `configs/smmnist_DDPM_big5.yml` (Voleti et al. 2022)."""
 
     image_size: int = 64
@@ -126,16 +126,6 @@ class MCVDConfig:
         return self.num_frames_cond + self.num_frames_future
 
     @property
-    def learn_sigma(self) -> bool:
-        """No variance output."""
-        return False
-
-    @property
-    def label_classes(self) -> int | None:
-        """Number of class labels taken as ``y``; None: the network takes no labels."""
-        return None
-
-    @property
     def data_shape(self) -> tuple[int, int, int]:
         """Shape (F·C, H, W) of the frames being denoised, stacked frame-major on channels."""
         return (self.num_frames * self.channels, self.image_size, self.image_size)
@@ -144,11 +134,6 @@ class MCVDConfig:
     def cond_shape(self) -> tuple[int, int, int]:
         """Shape ((F_past + F_future)·C, H, W) of the conditioning frames ``cond``."""
         return (self.cond_frames * self.channels, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x`` (and ``cond``)."""
-        return (-1.0, 1.0)
 
     @property
     def cond_inputs(self) -> dict[str, str]:

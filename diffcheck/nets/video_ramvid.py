@@ -28,12 +28,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .base import check_metadata
+from .base import ConfigDefaults, check_metadata
 from .unet import UNet, UNetLayout
 
 
 @dataclasses.dataclass(frozen=True)
-class RaMViDConfig:
+class RaMViDConfig(ConfigDefaults):
     """3D U-Net hyperparameters in the names of RaMViD's `script_util.create_model` (Höppe et al. 2022)."""
 
     image_size: int = 64
@@ -68,19 +68,9 @@ class RaMViDConfig:
         return self.in_channels * (2 if self.learn_sigma else 1)
 
     @property
-    def label_classes(self) -> int | None:
-        """Number of class labels taken as ``y``; None: the network takes no labels."""
-        return self.num_classes
-
-    @property
     def data_shape(self) -> tuple[int, int, int, int]:
         """Shape (C, F, H, W) of one video at the configured size (any frame count works)."""
         return (self.in_channels, self.num_frames, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x``."""
-        return (-1.0, 1.0)
 
     @property
     def cond_inputs(self) -> dict[str, str]:

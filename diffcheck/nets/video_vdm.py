@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import check_metadata
+from .base import ConfigDefaults, check_metadata
 from .common import GroupNorm, TimestepMLP, check_inputs, conv1x1, conv3x3, zero_
 from .unet import EMBEDDINGS, UNetLayout
 
@@ -137,7 +137,7 @@ class _Stage(nn.ModuleList):
 
 
 @dataclasses.dataclass(frozen=True)
-class VDMConfig:
+class VDMConfig(ConfigDefaults):
     """Factorised space-time U-Net hyperparameters (Ho et al. 2022), in the names of the ADM configurations."""
 
     image_size: int = 64
@@ -169,24 +169,9 @@ class VDMConfig:
                              f"{self.num_head_channels} and of the 32 norm groups")
 
     @property
-    def learn_sigma(self) -> bool:
-        """No variance output."""
-        return False
-
-    @property
-    def label_classes(self) -> int | None:
-        """Number of class labels taken as ``y``; None: the network takes no labels."""
-        return self.num_classes
-
-    @property
     def data_shape(self) -> tuple[int, int, int, int]:
         """Shape (C, F, H, W) of one video at the configured size (any frame count works)."""
         return (self.in_channels, self.num_frames, self.image_size, self.image_size)
-
-    @property
-    def data_range(self) -> tuple[float, float]:
-        """Range of the data the network expects as ``x``."""
-        return (-1.0, 1.0)
 
     @property
     def cond_inputs(self) -> dict[str, str]:
