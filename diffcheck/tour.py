@@ -89,7 +89,10 @@ def run_tour(
     records = run_checks(only, progress)
     made = []
     if with_plots:
+        chosen = {fn.__module__ for fn in select(only)}
         for name, fn in plots().items():
+            if only and fn.__module__ not in chosen:  # with --only, the figures of the selected checks' modules
+                continue
             made.append(str(fn(out / "plots" / name)))
     report = {
         "checks": [r.to_dict() for r in records],
