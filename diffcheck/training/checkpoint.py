@@ -1,6 +1,6 @@
 """Checkpoints that load without executing code: weights in safetensors, the rest as tensors and JSON.
 
-A checkpoint is a directory ``step_XXXXXXXX`` holding ``model.safetensors`` and ``ema.safetensors`` (weights and
+A checkpoint is a directory ``step_<step, 8 digits>`` holding ``model.safetensors`` and ``ema.safetensors`` (weights and
 EMA weights), ``state.pt`` (optimizer and grad-scaler state and generator states: tensors, numbers and
 containers only, read with ``torch.load(weights_only=True)``) and ``meta.json`` (step, data order, config).
 It is written under a temporary name and renamed into place; ``latest.json`` then points at it.
