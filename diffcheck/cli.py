@@ -317,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, TypeError) as err:
         sys.stderr.write(f"diffcheck: error: {err}\n".replace("\n", " ").rstrip() + "\n")
         return 2
+    except FloatingPointError as err:  # a sampler or solver reached a non-finite state: say where, no traceback
+        sys.stderr.write(f"diffcheck: failed: {err}\n".replace("\n", " ").rstrip() + "\n")
+        return 1
     except BrokenPipeError:  # the reader went away (e.g. piped into head)
         sys.stderr.close()
         return 0
