@@ -145,7 +145,7 @@ def test_every_tour_figure_draws(name, tmp_path):
 
 
 def test_a_numerical_failure_is_one_line_with_exit_1(monkeypatch, capsys):
-    import diffcheck.cli as cli
+    import diffcheck.cli.sample as cli
     from diffcheck.samplers import SamplingError
 
     def broken(name):
@@ -153,7 +153,7 @@ def test_a_numerical_failure_is_one_line_with_exit_1(monkeypatch, capsys):
             raise SamplingError("ddim: non-finite state after step 3 of 20 (t = 0.9 -> 0.85)")
         return run
 
-    monkeypatch.setattr(cli, "_runner", broken)
+    monkeypatch.setattr(cli, "runner", broken)
     assert main(["sample", "-n", "10", "--steps", "5"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "step 3 of 20" in err and "Traceback" not in err

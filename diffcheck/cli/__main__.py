@@ -1,0 +1,5 @@
+"""``python -m diffcheck.cli`` runs the command line."""
+
+from . import main
+
+raise SystemExit(main())

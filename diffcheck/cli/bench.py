@@ -1,0 +1,36 @@
+"""``diffcheck bench scores|samplers|gpu``: throughput benchmarks written as JSON."""
+
+from __future__ import annotations
+
+from ._common import UsageError
+
+__all__ = ["register"]
+
+
+def register(sub) -> None:
+    """Add the ``bench`` command."""
+    bench = sub.add_parser("bench", help="benchmarks: exact-score throughput, sampler overhead, GPU sampler speed",
+                           description="Run a benchmark and write its JSON under benchmarks/results/ (or --out).")
+    bench.add_argument("which", choices=("scores", "samplers", "gpu"), help="which benchmark")
+    bench.add_argument("--quick", action="store_true", help="a small, fast version")
+    bench.add_argument("--out", metavar="FILE", help="JSON path")
+    bench.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    """Run the chosen benchmark."""
+    if args.which == "scores":
+        from ..bench import scores
+
+        scores.main(out=args.out, quick=args.quick)
+    elif args.which == "samplers":
+        from ..bench import samplers
+
+        samplers.main(out=args.out, quick=args.quick)
+    else:
+        try:
+            from ..bench import gpu
+        except ImportError as err:
+            raise UsageError(f"the GPU benchmark is unavailable: {err}") from None
+        gpu.main(out=args.out, quick=args.quick)
+    return 0
