@@ -1,0 +1,58 @@
+"""The correctness gate of the GPU benchmark: a fast variant's samples from fixed noise against eager float32.
+
+Metric: the relative L2 distance ||x_fast - x_ref|| / ||x_ref|| over the first ``rows`` samples taken
+together, computed in float64 on the host; NaN or inf never passes.
+
+Tolerance, derived rather than fitted (``tolerance(precision, nfe) = PER_EVALUATION[precision] * sqrt(nfe)``):
+
+- One evaluation in bf16. A product rounds both operands to 8 significant bits (unit roundoff
+  u = 2^-8 = 3.9e-3) and accumulates in float32, so it carries a relative error of about 2u = 7.8e-3;
+  that is the per-evaluation allowance (one evaluation of the full DDPM U-Net measured 1.1e-2 on a CPU:
+  layer errors add up with depth, and the sqrt(N) below leaves room for that).
+- One evaluation in float32 differs between two correct runs by the order of reductions and by the
+  convolution algorithm (cuDNN's benchmark mode may pick Winograd or FFT kernels, which give up about
+  ten of float32's 24 bits): 2 x 2^-14 = 1.2e-4.
+- N evaluations. DDIM's sample is x_T carried through N steps, each adding a multiple of one evaluation
+  (in y = x / alpha, y_0 = y_T - sum_k Delta_k eps_k). Independent errors of N evaluations add like a
+  random walk: sqrt(N) times one evaluation's error, measured against one evaluation's size. Measured
+  against the sample, which sums the evaluations too, the error stays near one evaluation's; the
+  tolerance takes the first, generous reading.
+
+So for DDIM-50: 2^-7 sqrt(50) = 5.5e-2 in bf16 and 8.6e-4 in float32 (measured on a CPU for the full U-Net
+in bf16: 1.3e-3). A wrong variant (a layout or timestep bug, an unwritten output) lands at order 1.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["UNIT_ROUNDOFF", "PER_EVALUATION", "tolerance", "agreement", "METRIC"]
+
+UNIT_ROUNDOFF = {"bf16": 2.0**-8, "fp32": 2.0**-14}  # fp32: what Winograd and FFT convolutions keep of 24 bits
+PER_EVALUATION = {p: 2 * u for p, u in UNIT_ROUNDOFF.items()}
+METRIC = "relative L2 distance ||x - x_ref|| / ||x_ref|| over the compared samples together, float64"
+
+
+def tolerance(precision: str, nfe: int) -> float:
+    """The stated bound on the relative L2 distance from eager float32 after ``nfe`` evaluations in ``precision``."""
+    if precision not in PER_EVALUATION:
+        raise ValueError(f"precision must be one of {', '.join(PER_EVALUATION)}, got {precision!r}")
+    if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+        raise ValueError(f"nfe must be a positive int, got {nfe!r}")
+    return PER_EVALUATION[precision] * math.sqrt(nfe)
+
+
+def agreement(out: torch.Tensor, ref: torch.Tensor, tol: float) -> dict:
+    """``out`` against ``ref``: relative L2 distance, largest absolute difference, the tolerance and the verdict."""
+    if out.shape != ref.shape:
+        raise ValueError(f"out and ref must have the same shape, got {tuple(out.shape)} and {tuple(ref.shape)}")
+    a, b = out.detach().double().cpu(), ref.detach().double().cpu()
+    denom = float(b.norm())
+    diff = a - b
+    rel = float(diff.norm()) / denom if denom > 0 else math.inf
+    max_abs = float(diff.abs().max()) if diff.numel() else 0.0
+    ok = math.isfinite(rel) and rel <= tol
+    return {"rel_l2": rel if math.isfinite(rel) else None, "max_abs": max_abs if math.isfinite(max_abs) else None,
+            "tolerance": tol, "passed": ok}
