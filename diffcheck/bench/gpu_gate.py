@@ -25,10 +25,11 @@ in bf16: 1.3e-3). A wrong variant (a layout or timestep bug, an unwritten output
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-__all__ = ["UNIT_ROUNDOFF", "PER_EVALUATION", "tolerance", "agreement", "METRIC"]
+__all__ = ["UNIT_ROUNDOFF", "PER_EVALUATION", "tolerance", "agreement", "METRIC", "gate_step"]
 
 UNIT_ROUNDOFF = {"bf16": 2.0**-8, "fp32": 2.0**-14}  # fp32: what Winograd and FFT convolutions keep of 24 bits
 PER_EVALUATION = {p: 2 * u for p, u in UNIT_ROUNDOFF.items()}
@@ -56,3 +57,37 @@ def agreement(out: torch.Tensor, ref: torch.Tensor, tol: float) -> dict:
     ok = math.isfinite(rel) and rel <= tol
     return {"rel_l2": rel if math.isfinite(rel) else None, "max_abs": max_abs if math.isfinite(max_abs) else None,
             "tolerance": tol, "passed": ok}
+
+
+def gate_step(runner: Any, step: Any) -> tuple[str, str | None]:
+    """The plan's gate: the first samples of every headline run kept by ``runner`` (a ``gpu_run.Runner``)
+    against one eager float32 run on the same x_T rows; the verdict is the fastest run's."""
+    from . import gpu_plan as P
+    from . import gpu_variants as V
+
+    fast = runner.fastest()
+    if fast is None:
+        return "skipped", "no run of the headline to check"
+    why = runner.allow(step, runner.reserved_estimate(step))
+    if why:
+        return "skipped", why
+    info = runner.case_info(P.HEADLINE)
+    rows_ref = runner.s.gate_rows
+    with torch.no_grad(), V.precision(V.variant("fp32")):
+        ref = runner.subject(P.HEADLINE, "fp32", rows_ref).full().float().cpu()
+    runner.k.shapes.add((P.HEADLINE, "fp32", rows_ref))
+    checks = []
+    for (variant, batch), rows in sorted(runner.samples.items()):
+        prec = V.variant(variant).precision_class
+        k = min(len(rows), len(ref))
+        checks.append({"variant": variant, "batch": batch, "precision": prec, "rows": k,
+                       **agreement(rows[:k], ref[:k], tolerance(prec, info["nfe"]))})
+    verdict = next(c for c in checks if (c["variant"], c["batch"]) == (fast["variant"], fast["batch"]))
+    runner.record.set("gate", {
+        "case": P.HEADLINE, "variant": fast["variant"], "batch": fast["batch"], "rows": verdict["rows"], "nfe": info["nfe"],
+        "reference": f"eager float32 at batch {rows_ref} from the same x_T rows (row i drawn from seed i)",
+        "metric": METRIC, "per_evaluation": PER_EVALUATION[verdict["precision"]],
+        "derivation": "tolerance = per-evaluation rounding error x sqrt(NFE); see diffcheck.bench.gpu_gate",
+        "rel_l2": verdict["rel_l2"], "max_abs": verdict["max_abs"], "tolerance": verdict["tolerance"],
+        "passed": verdict["passed"], "checks": checks})
+    return "done", None if verdict["passed"] else f"the fastest variant is off by {verdict['rel_l2']} > {verdict['tolerance']:.3g}"

@@ -11,12 +11,12 @@ import torch
 
 from . import gpu_cases as C
 from . import gpu_diffusers as D
-from . import gpu_gate as G
 from . import gpu_plan as P
 from . import gpu_timing as T
 from . import gpu_variants as V
 from .gpu_measure import Subject, ceilings, compile_counters, figures, timed, warm_up
-from .gpu_profile import profile_run
+from .gpu_gate import gate_step
+from .gpu_profile import profile_step
 from .gpu_record import Record, new_row
 
 __all__ = ["Runner"]
@@ -49,7 +49,7 @@ class Runner:
     # -- the walk ---------------------------------------------------------------------------------------
     def execute(self) -> None:
         kinds = {"ceiling": self.ceiling, "sweep": self.sweep, "measure": self.measure, "diffusers": self.diffusers,
-                 "gate": self.gate, "profile": self.profile}
+                 "gate": lambda st: gate_step(self, st), "profile": lambda st: profile_step(self, st)}
         for step in self.steps:
             if self.record.closed:  # the hard stop closed the document: nothing more is recorded
                 break
@@ -93,7 +93,7 @@ class Runner:
         if step.kind == "gate":
             per = self._nfe_s(P.HEADLINE, "fp32", self.s.gate_rows)
             return per * info["nfe"] + (0.0 if (P.HEADLINE, "fp32", self.s.gate_rows) in self.k.shapes else self.s.prior_setup_s)
-        fastest = self._fastest()
+        fastest = self.fastest()
         per = self._nfe_s(P.HEADLINE, fastest["variant"], fastest["batch"]) if fastest else self._nfe_s(P.HEADLINE, P.FAST_EAGER, self.s.sweep_batches[-1])
         return 3.0 * per * self.s.profile_steps + 2.0
 
@@ -378,57 +378,11 @@ class Runner:
         short = min(self.s.short_steps, nfe)
         return Subject(lambda: run(x, short, self.seed), lambda: run(x, nfe, self.seed), short, nfe)
 
-    def _fastest(self) -> dict | None:
+    def fastest(self) -> dict | None:
+        """The fastest run of the headline of ours whose first samples were kept (the gate's subject)."""
         rows = [r for r in self.doc["runs"] if r["case"] == P.HEADLINE and r["impl"] == "diffcheck" and r["status"] == "ok"
                 and (r["variant"], r["batch"]) in self.samples]
         return max(rows, key=lambda r: r["images_per_s"], default=None)
-
-    def gate(self, step: P.Step) -> tuple[str, str | None]:
-        fast = self._fastest()
-        if fast is None:
-            return "skipped", "no run of the headline to check"
-        why = self.allow(step, self.reserved_estimate(step))
-        if why:
-            return "skipped", why
-        info = self.case_info(P.HEADLINE)
-        ref_subject = self.subject(P.HEADLINE, "fp32", self.s.gate_rows)
-        with torch.no_grad(), V.precision(V.variant("fp32")):
-            ref = ref_subject.full().float().cpu()
-        self.k.shapes.add((P.HEADLINE, "fp32", self.s.gate_rows))
-        checks = []
-        for (variant, batch), rows in sorted(self.samples.items()):
-            prec = V.variant(variant).precision_class
-            k = min(len(rows), len(ref))
-            a = G.agreement(rows[:k], ref[:k], G.tolerance(prec, info["nfe"]))
-            checks.append({"variant": variant, "batch": batch, "precision": prec, "rows": k, **a})
-        verdict = next(c for c in checks if (c["variant"], c["batch"]) == (fast["variant"], fast["batch"]))
-        self.record.set("gate", {"case": P.HEADLINE, "variant": fast["variant"], "batch": fast["batch"], "rows": verdict["rows"], "nfe": info["nfe"],
-                                 "reference": f"eager float32 at batch {self.s.gate_rows} from the same x_T rows (row i drawn from seed i)",
-                                 "metric": G.METRIC, "per_evaluation": G.PER_EVALUATION[verdict["precision"]],
-                                 "derivation": "tolerance = per-evaluation rounding error x sqrt(NFE); see diffcheck.bench.gpu_gate",
-                                 "rel_l2": verdict["rel_l2"], "max_abs": verdict["max_abs"], "tolerance": verdict["tolerance"],
-                                 "passed": verdict["passed"], "checks": checks})
-        return "done", None if verdict["passed"] else f"the fastest variant is off by {verdict['rel_l2']} > {verdict['tolerance']:.3g}"
-
-    def profile(self, step: P.Step) -> tuple[str, str | None]:
-        fast = self._fastest()
-        if fast is None:
-            return "skipped", "no run of the headline to profile"
-        frac = fast["fraction_of_ceiling"]
-        if frac is not None and frac >= P.TARGET_FRACTION:
-            return "skipped", f"the headline reached {100 * frac:.1f}% of the ceiling (>= {100 * P.TARGET_FRACTION:.0f}%)"
-        why = self.allow(step, self.reserved_estimate(step))
-        if why:
-            return "skipped", why
-        v = V.variant(fast["variant"])
-        subject = self.subject(P.HEADLINE, fast["variant"], fast["batch"], steps=self.s.profile_steps)
-        flops = int(fast["flops_per_image_per_nfe"] * fast["batch"] * subject.nfe)
-        with torch.no_grad(), V.precision(v):
-            subject.full()
-            prof = profile_run(subject.full, self.device, flops=flops)
-        self.record.set("profile", {"case": P.HEADLINE, "variant": fast["variant"], "batch": fast["batch"], "steps": self.s.profile_steps,
-                                    "nfe": subject.nfe, **prof})
-        return "done", None
 
     def close_note(self) -> str:
         """What was running, for a hard stop's note."""

@@ -15,7 +15,6 @@ import torch
 from diffcheck import nets
 from diffcheck.bench import gpu
 from diffcheck.bench import gpu_cases as C
-from diffcheck.bench import gpu_diffusers as D
 from diffcheck.bench import gpu_plan as P
 from diffcheck.bench.gpu_run import Runner
 
@@ -29,7 +28,6 @@ ROW = {"step", "priority", "impl", "case", "variant", "precision", "channels_las
 FIGURES = {"repeats", "seconds", "median_s", "spread", "images_per_s", "ms_per_nfe", "flops_per_image_per_nfe", "tflops",
            "fraction_of_ceiling", "finite", "warmup_first_call_s", "warmup_s_per_nfe"}
 STEP = {"step", "priority", "kind", "case", "variant", "status", "reason", "estimate_s", "started_s", "elapsed_s"}
-NETS = {"ddpm": "ddpm_cifar10", "ncsnpp": "ncsnpp_cifar10_ve", "adm": "adm_64", "ncsnv2": "ncsnv2_cifar10"}
 
 
 def num(x) -> bool:
