@@ -94,7 +94,7 @@ class Settings:
     prior_setup_s: float  # the first call at a new shape beyond a steady one (cuDNN's search, lazy init)
     prior_compile_s: float
     prior_build_s: float  # building and moving one network, before one was timed
-    prior_efficiency: float  # fraction of the measured ceiling assumed for a network not yet run
+    prior_tflops: float  # the rate assumed for a network not yet run (well under any ceiling)
     prior_launch_s: float  # per module per evaluation, the host's launch cost assumed for a network not yet run
 
 
@@ -102,11 +102,11 @@ FULL = Settings(sweep_batches=(64, 128, 256, 512, 1024, 2048), fit_batches=(8, 1
                 probe_batches=(16, 64), gate_rows=8, ceiling_n=8192, copy_bytes=1 << 30, run_cap_s=8.0, max_run_s=45.0,
                 target_s=4.0, min_repeats=2, max_repeats=5, safety=1.3, reserve_s=15.0, short_steps=2, profile_steps=5,
                 prior_ceiling_s=15.0, prior_setup_s=10.0, prior_compile_s=150.0, prior_build_s=20.0,
-                prior_efficiency=0.02, prior_launch_s=30e-6)
+                prior_tflops=20.0, prior_launch_s=30e-6)
 TINY = Settings(sweep_batches=(1, 2, 4), fit_batches=(1, 2), probe_batches=(1,), gate_rows=2, ceiling_n=128,
                 copy_bytes=1 << 20, run_cap_s=1.0, max_run_s=10.0, target_s=0.01, min_repeats=1, max_repeats=2, safety=1.3,
                 reserve_s=0.5, short_steps=1, profile_steps=1, prior_ceiling_s=2.0, prior_setup_s=0.5, prior_compile_s=60.0,
-                prior_build_s=1.0, prior_efficiency=0.01, prior_launch_s=100e-6)
+                prior_build_s=1.0, prior_tflops=0.001, prior_launch_s=100e-6)
 
 
 @dataclass
@@ -138,8 +138,8 @@ def nfe_seconds(k: Knowledge, s: Settings, case: str, variant: str, batch: int, 
 
     From the same case and variant: the nearest measured batch, scaled linearly up to a larger batch and
     taken unchanged for a smaller one. Else from another variant of the case (the slowest one, and for
-    float32 from bf16 times the ratio of the two measured matrix-product rates). Else from the FLOPs at
-    ``prior_efficiency`` of the ceiling plus ``prior_launch_s`` per module.
+    float32 from bf16 times the ratio of the two measured matrix-product rates, at least 1). Else from the FLOPs at
+    ``prior_tflops`` plus ``prior_launch_s`` per module.
     """
     pts = {b: t for (c, v, b), t in k.nfe_s.items() if c == case and v == variant}
     if pts:
@@ -155,12 +155,11 @@ def nfe_seconds(k: Knowledge, s: Settings, case: str, variant: str, batch: int, 
         est = max(nfe_seconds(k, s, case, v, batch) for v in others)
         if _precision(variant) == "fp32" and all(_precision(v) == "bf16" for v in others):
             bf, fp = k.ceiling_tflops.get("bf16"), k.ceiling_tflops.get("fp32")
-            est *= bf / fp if bf and fp and bf > fp else 16.0
+            est *= max(bf / fp, 1.0) if bf and fp else 16.0
         return est
     if flops_per_image is None or modules is None:
         raise ValueError(f"nothing measured for {case}: flops_per_image and modules are needed for the prior")
-    rate = k.ceiling_tflops.get(_precision(variant)) or k.ceiling_tflops.get("bf16") or 1.0
-    return flops_per_image * batch / (s.prior_efficiency * rate * 1e12) + modules * s.prior_launch_s
+    return flops_per_image * batch / (s.prior_tflops * 1e12) + modules * s.prior_launch_s
 
 
 def build_seconds(k: Knowledge, s: Settings, parameters: int) -> float:

@@ -87,15 +87,17 @@ class Runner:
         return next(e for e in self.doc["steps"] if e["step"] == step.name)["status"] == "pending"
 
     def reserved_estimate(self, step: P.Step) -> float:
-        if P.HEADLINE not in self.doc["cases"]:
+        """The gate's or the profile's estimate: from the headline's measurements, or ``prior_setup_s`` before any."""
+        measured = sorted(b for (c, v, b) in self.k.nfe_s if c == P.HEADLINE and v == P.FAST_EAGER)
+        if P.HEADLINE not in self.doc["cases"] or not measured:
             return self.s.prior_setup_s
-        info = self.doc["cases"][P.HEADLINE]
         if step.kind == "gate":
             per = self._nfe_s(P.HEADLINE, "fp32", self.s.gate_rows)
-            return per * info["nfe"] + (0.0 if (P.HEADLINE, "fp32", self.s.gate_rows) in self.k.shapes else self.s.prior_setup_s)
+            new = (P.HEADLINE, "fp32", self.s.gate_rows) not in self.k.shapes
+            return per * self.doc["cases"][P.HEADLINE]["nfe"] + (self.s.prior_setup_s if new else 0.0)
         fastest = self.fastest()
-        per = self._nfe_s(P.HEADLINE, fastest["variant"], fastest["batch"]) if fastest else self._nfe_s(P.HEADLINE, P.FAST_EAGER, self.s.sweep_batches[-1])
-        return 3.0 * per * self.s.profile_steps + 2.0
+        variant, batch = (fastest["variant"], fastest["batch"]) if fastest else (P.FAST_EAGER, measured[-1])
+        return 3.0 * self._nfe_s(P.HEADLINE, variant, batch) * self.s.profile_steps + 2.0
 
     # -- networks and cases -----------------------------------------------------------------------------
     def family(self, name: str) -> C.Family:

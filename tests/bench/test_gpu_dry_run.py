@@ -299,3 +299,17 @@ def test_a_user_network_stands_in_for_the_ddpm_unet_with_its_weights():
         C.build_family("ddpm", tiny=True, device="cpu", net=nets.build("ncsnv2_cifar10", **nets.tiny_overrides("ncsnv2_cifar10")))
     with pytest.raises(ValueError, match="DDPM family's network only"):
         C.build_family("adm", tiny=True, device="cpu", net=net)
+
+
+@pytest.mark.slow
+def test_compiled_variant_through_dynamo_on_a_cpu(tmp_path):
+    doc = gpu.run(gpu.Options(device="cpu", tiny=True, budget_s=900.0, cpu_compile=True, progress=False), tmp_path / "c.json")
+    row = next(r for r in doc["runs"] if r["variant"] == "bf16+cl+compile")
+    assert row["status"] == "ok", row["reason"]
+    assert num(row["compile_s"]) and row["compile_s"] >= 0 and row["graph_breaks"] == 0 and row["cudagraph_skips"] == 0
+    check = next(c for c in doc["gate"]["checks"] if c["variant"] == "bf16+cl+compile")
+    assert check["passed"]
+    comp = next(c for c in doc["summary"]["compile"] if c["variant"] == "bf16+cl+compile")
+    assert comp["status"] == "ok" and comp["compile_s"] == row["compile_s"]
+    dif = next(r for r in doc["runs"] if r["variant"] == "diffusers bf16w+cl+compile")
+    assert dif["status"] == "ok" or "not installed" in dif["reason"]

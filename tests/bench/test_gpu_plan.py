@@ -42,16 +42,18 @@ def test_seconds_per_nfe_scale_linearly_up_and_never_improve_down():
 
 
 def test_float32_is_estimated_from_bf16_by_the_measured_ceilings():
-    k = P.Knowledge(ceiling_tflops={"bf16": 800.0, "fp32": 50.0})
+    k = P.Knowledge(ceiling_tflops={"bf16": 800.0, "fp32": 40.0})
     k.learn("c", "bf16+cl", 64, 0.010)
-    assert math.isclose(P.nfe_seconds(k, S, "c", "fp32", 64), 0.010 * 16.0)
+    assert math.isclose(P.nfe_seconds(k, S, "c", "fp32", 64), 0.010 * 20.0)
+    k.ceiling_tflops = {"bf16": 0.5, "fp32": 1.0}  # a CPU without bf16 units: float32 is not assumed faster
+    assert P.nfe_seconds(k, S, "c", "fp32", 64) == 0.010
     assert P.nfe_seconds(k, S, "c", "bf16+cl+compile", 64) == 0.010  # a compiled variant: at worst the eager one
 
 
 def test_prior_from_flops_before_anything_is_measured():
     k = P.Knowledge(ceiling_tflops={"bf16": 800.0, "fp32": 50.0})
     got = P.nfe_seconds(k, S, "c", "bf16+cl", 100, flops_per_image=1e10, modules=200)
-    assert math.isclose(got, 1e10 * 100 / (S.prior_efficiency * 800e12) + 200 * S.prior_launch_s)
+    assert math.isclose(got, 1e10 * 100 / (S.prior_tflops * 1e12) + 200 * S.prior_launch_s)
     with pytest.raises(ValueError, match="flops_per_image"):
         P.nfe_seconds(k, S, "c", "bf16+cl", 100)
 
