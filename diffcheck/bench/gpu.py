@@ -101,6 +101,7 @@ def run(options: Options | None = None, out: str | Path | None = None, *, ddpm_n
     record.save()
     runner = Runner(record=record, settings=settings, budget=budget, device=device, tiny=opts.tiny, diffusers=opts.diffusers,
                     cpu_compile=opts.cpu_compile, seed=opts.seed, ddpm_net=ddpm_net,
+                    grace_s=0.0 if opts.stop_s is None or opts.budget_s is None else opts.stop_s - opts.budget_s,
                     log=None if opts.progress else (lambda msg: None))
 
     def report(d: dict, path: Path) -> None:

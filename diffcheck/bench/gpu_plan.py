@@ -5,8 +5,9 @@ Priorities (``plan()``):
 1. the bf16 matrix-multiply ceiling (one large product, rotated operands);
 2. DDIM-50 on the DDPM CIFAR-10 U-Net: a short batch sweep of eager bf16 autocast + channels-last up to
    its best batch; diffusers' UNet2DModel with its DDIMScheduler at that batch in bf16 (autocast, as
-   ours, and bf16 weights); eager float32 at the largest batch whose run fits the run cap; the compiled
-   variants at the best batch (inductor, then its CUDA-graph mode);
+   ours, and bf16 weights); eager float32 at the largest batch whose run fits the run cap; a first
+   correctness gate on the eager runs (so that a compilation overrunning its estimate cannot cost the
+   run its verdict); the compiled variants at the best batch (inductor, then its CUDA-graph mode);
 3. the correctness gate (the fastest variant against eager float32), and a profile when the headline
    reaches less than 35% of the ceiling;
 4. one batch each of NCSN++ predictor-corrector (VE), ADM-64 guided DDIM, NCSNv2 annealed Langevin and
@@ -59,6 +60,7 @@ def plan(diffusers: bool = True) -> tuple[Step, ...]:
         steps += [Step(f"{h} diffusers bf16", 2, "diffusers", h, "bf16", "best"),
                   Step(f"{h} diffusers bf16w", 2, "diffusers", h, "bf16w", "best")]
     steps += [Step(f"{h} fp32", 2, "measure", h, "fp32", "fit"),
+              Step(f"{h} gate before compiling", 2, "gate", h),
               Step(f"{h} bf16+cl+compile", 2, "measure", h, "bf16+cl+compile", "best"),
               Step(f"{h} bf16+cl+compile+graphs", 2, "measure", h, "bf16+cl+compile+graphs", "best"),
               Step(f"{h} gate", 3, "gate", h),
@@ -137,8 +139,9 @@ def nfe_seconds(k: Knowledge, s: Settings, case: str, variant: str, batch: int, 
     """Estimated seconds per NFE of ``variant`` of ``case`` at ``batch``.
 
     From the same case and variant: the nearest measured batch, scaled linearly up to a larger batch and
-    taken unchanged for a smaller one. Else from another variant of the case (the slowest one, and for
-    float32 from bf16 times the ratio of the two measured matrix-product rates, at least 1). Else from the FLOPs at
+    taken unchanged for a smaller one. Else from the slowest other variant of the case of the same precision;
+    else from the slowest of another precision (float32 from bf16 times the ratio of the two measured
+    matrix-product rates, at least 1). Else from the FLOPs at
     ``prior_tflops`` plus ``prior_launch_s`` per module.
     """
     pts = {b: t for (c, v, b), t in k.nfe_s.items() if c == case and v == variant}
@@ -151,9 +154,12 @@ def nfe_seconds(k: Knowledge, s: Settings, case: str, variant: str, batch: int, 
             return pts[b0] * batch / b0
         return pts[min(pts)]
     others = {v for (c, v, _) in k.nfe_s if c == case and v != variant}
+    same = {v for v in others if _precision(v) == _precision(variant)}
+    if same:
+        return max(nfe_seconds(k, s, case, v, batch) for v in same)
     if others:
         est = max(nfe_seconds(k, s, case, v, batch) for v in others)
-        if _precision(variant) == "fp32" and all(_precision(v) == "bf16" for v in others):
+        if _precision(variant) == "fp32":
             bf, fp = k.ceiling_tflops.get("bf16"), k.ceiling_tflops.get("fp32")
             est *= max(bf / fp, 1.0) if bf and fp else 16.0
         return est
@@ -163,10 +169,11 @@ def nfe_seconds(k: Knowledge, s: Settings, case: str, variant: str, batch: int, 
 
 
 def build_seconds(k: Knowledge, s: Settings, parameters: int) -> float:
-    """Estimated seconds to build a network of ``parameters``: twice the slowest rate measured, else the prior."""
+    """Estimated seconds to build networks of ``parameters``: twice the rate of the builds so far (seconds per
+    parameter, pooled), else the prior."""
     if not k.builds:
         return s.prior_build_s
-    per = max(t / max(p, 1) for p, t in k.builds)
+    per = sum(t for _, t in k.builds) / max(sum(p for p, _ in k.builds), 1)
     return max(2.0 * per * parameters, 0.1)
 
 
