@@ -105,7 +105,7 @@ FULL = Settings(sweep_batches=(64, 128, 256, 512, 1024, 2048), fit_batches=(8, 1
                 target_s=4.0, min_repeats=2, max_repeats=5, safety=1.3, reserve_s=15.0, short_steps=2, profile_steps=5,
                 prior_ceiling_s=15.0, prior_setup_s=10.0, prior_compile_s=150.0, prior_build_s=20.0,
                 prior_tflops=20.0, prior_launch_s=30e-6)
-TINY = Settings(sweep_batches=(1, 2, 4), fit_batches=(1, 2), probe_batches=(1,), gate_rows=2, ceiling_n=128,
+TINY = Settings(sweep_batches=(1, 2), fit_batches=(1,), probe_batches=(1,), gate_rows=2, ceiling_n=128,
                 copy_bytes=1 << 20, run_cap_s=1.0, max_run_s=10.0, target_s=0.01, min_repeats=1, max_repeats=2, safety=1.3,
                 reserve_s=0.5, short_steps=1, profile_steps=1, prior_ceiling_s=2.0, prior_setup_s=0.5, prior_compile_s=60.0,
                 prior_build_s=1.0, prior_tflops=0.001, prior_launch_s=100e-6)
