@@ -20,7 +20,7 @@ import torch
 from scipy import stats
 
 from toy.gaussian import kl_gaussian
-from toy.validate import as_float_tensor, check_float, check_int
+from toy.validate import as_float_tensor, check_covariance, check_finite, check_float, check_int
 
 __all__ = ["law_resolution", "gaussian_kl", "gaussian_distance", "LawVerdict", "gaussian_law_check"]
 
@@ -34,23 +34,40 @@ def law_resolution(dim: int, n: int, alpha: float = 1e-3) -> float:
     return float((stats.chi2.ppf(1.0 - alpha, k) - k) / (2.0 * n))
 
 
+def _shaped(mean: Any, cov: Any, mean_name: str, cov_name: str, d: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    m = as_float_tensor(mean, mean_name, dtype=torch.float64).reshape(-1)
+    d = m.numel() if d is None else d
+    if m.numel() != d:
+        raise ValueError(f"{mean_name} must hold {d} entries, got {m.numel()}")
+    c = as_float_tensor(cov, cov_name, dtype=torch.float64)
+    if c.numel() != d * d:
+        raise ValueError(f"{cov_name} must be a ({d}, {d}) matrix, got shape {tuple(c.shape)}")
+    check_finite(m, mean_name)
+    return m, check_covariance(c.reshape(d, d), cov_name)
+
+
 def gaussian_kl(mean: Any, cov: Any, ref_mean: Any, ref_cov: Any) -> float:
-    """KL(N(mean, cov) || N(ref_mean, ref_cov)) in nats, float64."""
-    m = as_float_tensor(mean, "mean", dtype=torch.float64).reshape(-1)
-    d = m.numel()
-    c = as_float_tensor(cov, "cov", dtype=torch.float64).reshape(d, d)
-    rm = as_float_tensor(ref_mean, "ref_mean", dtype=torch.float64).reshape(d)
-    rc = as_float_tensor(ref_cov, "ref_cov", dtype=torch.float64).reshape(d, d)
-    if not bool(torch.isfinite(m).all()) or not bool(torch.isfinite(c).all()):
-        return math.inf
-    try:
-        return max(float(kl_gaussian(m, c, rm, rc)), 0.0)
-    except ValueError:  # a singular law (a collapsed covariance) is infinitely far from a non-singular one
-        return math.inf
+    """KL(N(mean, cov) || N(ref_mean, ref_cov)) in nats, float64; +inf where ``cov`` is singular.
+
+    Every argument must be finite and each covariance symmetric positive semi-definite
+    (a ValueError names the one that is not). ``ref_cov`` must be non-singular: the
+    reference law has a density. A singular ``cov`` (a sampler whose output collapsed
+    onto a subspace, or to a point) gets +inf, which is the value of the divergence:
+    that law puts all its mass on a set of reference probability 0, so it is not
+    absolutely continuous with respect to the reference (KL(P || Q) = +inf unless P << Q).
+    """
+    m, c = _shaped(mean, cov, "mean", "cov")
+    rm, rc = _shaped(ref_mean, ref_cov, "ref_mean", "ref_cov", m.numel())
+    if int(torch.linalg.cholesky_ex(rc).info) != 0:
+        raise ValueError("ref_cov must be positive definite: the reference law needs a density (it is singular, "
+                         f"smallest eigenvalue {float(torch.linalg.eigvalsh(rc)[0]):.3g})")
+    if int(torch.linalg.cholesky_ex(c).info) != 0:
+        return math.inf  # singular law against one with a density: not absolutely continuous, KL = +inf
+    return max(float(kl_gaussian(m, c, rm, rc)), 0.0)
 
 
 def gaussian_distance(mean: Any, cov: Any, ref_mean: Any, ref_cov: Any) -> float:
-    """sqrt(2 KL): a scale-free distance between Gaussian laws, linear in small errors."""
+    """sqrt(2 KL): a scale-free distance between Gaussian laws, linear in small errors (+inf where ``cov`` is singular)."""
     return math.sqrt(2.0 * gaussian_kl(mean, cov, ref_mean, ref_cov))
 
 
@@ -71,7 +88,7 @@ class LawVerdict:
 
 
 def gaussian_law_check(mean: Any, cov: Any, ref_mean: Any, ref_cov: Any, *, n: int = 10_000, alpha: float = 1e-3) -> LawVerdict:
-    """Is the exact law N(mean, cov) indistinguishable from N(ref_mean, ref_cov) with ``n`` samples?"""
+    """Is the exact law N(mean, cov) indistinguishable from N(ref_mean, ref_cov) with ``n`` samples? (A singular ``cov`` is not.)"""
     d = as_float_tensor(mean, "mean").numel()
     kl = gaussian_kl(mean, cov, ref_mean, ref_cov)
     res = law_resolution(d, n, alpha)
