@@ -12,6 +12,7 @@ def register(sub) -> None:
     z = sub.add_parser("zoo", help="re-created real sampler bugs and the generic checks that catch them")
     z.add_argument("--only", nargs="+", metavar="ID", help="entries to run (e.g. diffusers#590)")
     z.add_argument("--json", action="store_true", help="print the records as JSON")
+    z.add_argument("--out", metavar="FILE", help="also write the records as JSON to FILE")
     z.set_defaults(handler=run)
 
 
@@ -24,6 +25,10 @@ def run(args) -> int:
         unknown = [i for i in args.only if i not in known]
         if unknown:
             raise ValueError(f"--only: unknown entries {', '.join(unknown)}; choose from {', '.join(sorted(known))}")
-    table = zoo_table(args.only)
+    table = zoo_table(args.only, progress=True)
+    if args.out:
+        from ..io import write_json
+
+        write_json(args.out, table)
     print(json.dumps(table, indent=1, default=str) if args.json else format_table(table), end="")
     return 0

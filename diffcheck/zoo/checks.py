@@ -21,10 +21,12 @@ None is written for one bug: each is a public check of diffcheck, applied alike 
 from __future__ import annotations
 
 import math
+import sys
 import time
 from typing import Any, Sequence
 
 import torch
+from tqdm import tqdm
 
 from ..adapters.kdiffusion.denoiser import law
 from ..adapters.kdiffusion.sigmas import check_sigmas
@@ -143,10 +145,10 @@ def check_entry(entry: Entry) -> dict:
             "caught": bool(caught), "seconds": round(time.perf_counter() - t0, 2)}
 
 
-def zoo_table(ids: Sequence[str] | None = None) -> dict:
+def zoo_table(ids: Sequence[str] | None = None, *, progress: bool = False) -> dict:
     """Run every entry (or those named); the records, the catch rate and the false alarms on the fixed forms."""
     chosen = [e for e in ENTRIES if ids is None or e.id in ids]
-    rows = [check_entry(e) for e in chosen]
+    rows = [check_entry(e) for e in tqdm(chosen, desc="zoo", file=sys.stderr, disable=not progress)]
     bugs = [r for r in rows if r["kind"] == "bug"]
     return {"entries": rows,
             "catch_rate": {"caught": sum(r["caught"] for r in bugs), "bugs": len(bugs)},
