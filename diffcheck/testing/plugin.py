@@ -6,7 +6,7 @@ It adds fixtures for verifying your own samplers against exact answers:
 - ``dc_mixture(name, **kw)``: a preset of ``toy`` (two_modes, ring, anisotropic, ...);
 - ``dc_process(name)``: "VP", "subVP", "VE", "VE-official", "cosine", "linear-VE", "ddpm-linear", "ddpm-cosine";
 - ``dc_exact_model(mixture_or_name, process_or_name, prediction="eps")``: the exact model;
-- ``dc_kdiffusion(mixture_or_name, steps=32, n=2000, ...)``: a k-diffusion-style test case (exact
+- ``dc_kdiffusion(mixture_or_name, steps=64, n=500, ...)``: a k-diffusion-style test case (exact
   denoiser D(x, sigma), Karras ladder, starts from the exact law at sigma_max, the data law).
 
 It registers the markers ``slow`` and ``gpu`` (skipped without CUDA when collected with the
@@ -111,7 +111,7 @@ def dc_exact_model():
 
 @pytest.fixture
 def dc_kdiffusion(dc_gen):
-    """Factory: ``dc_kdiffusion("anisotropic", steps=32)`` -> a case with ``denoiser``, ``sigmas``, ``x`` and ``law``."""
+    """Factory: ``dc_kdiffusion("anisotropic", steps=64)`` -> a case with ``denoiser``, ``sigmas``, ``x`` and ``law``."""
     from diffcheck.adapters.kdiffusion import case
 
     def build(mixture="anisotropic", **kw):
