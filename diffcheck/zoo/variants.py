@@ -19,7 +19,7 @@ def _div(a: float, b: float) -> float:
 
 
 __all__ = ["karras_stochastic", "heun_v", "dpmpp_2m", "dpmpp_2s_single", "euler_ancestral", "euler_eps",
-           "ddim_table", "ddpm_table"]
+           "ddim_table", "ddpm_table", "dpmpp_sde_single", "dpmpp_2m_sde"]
 
 Den = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -67,27 +67,27 @@ def heun_v(v_model: Callable[[torch.Tensor, float], torch.Tensor], x: torch.Tens
     return x
 
 
-def dpmpp_2m(den: Den, x: torch.Tensor, sigmas: list[float], *, final: str = "first", ratio: str = "h_last/h") -> torch.Tensor:
+def dpmpp_2m(den: Den, x: torch.Tensor, sigmas: list[float], *, final: str = "first", weight_step: str = "h") -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Alg. 2) on a ladder: exponential-integrator steps in lambda = -log sigma.
 
     ``final`` "first": a first-order step into sigma = 0 (k-diffusion's fix after #43);
-    "second": the multistep correction there too. ``ratio`` "h_last/h" is the algorithm's
-    r; "h/h_last" is the swap proposed in k-diffusion #56.
+    "second": the multistep correction there too. ``weight_step`` "h": the multistep update
+    x' = (sigma'/sigma) x - expm1(-h) D_d of the algorithm; "h_last": expm1(-h_last) there,
+    the change proposed in k-diffusion #56.
     """
     old, h_last = None, None
     for i in range(len(sigmas) - 1):
         s, s_next = sigmas[i], sigmas[i + 1]
         den_x = den(x, s)
-        with torch.no_grad():
-            lam, lam_next = -math.log(s), (-math.log(s_next) if s_next > 0 else math.inf)
-            h = lam_next - lam
+        lam, lam_next = -math.log(s), (-math.log(s_next) if s_next > 0 else math.inf)
+        h = lam_next - lam
         if old is None or (s_next == 0 and final == "first"):
-            d = den_x
+            x = (s_next / s) * x - math.expm1(-h) * den_x
         else:
-            r = _div(h_last, h) if ratio == "h_last/h" else _div(h, h_last)
+            r = _div(h_last, h)
             w = _div(1.0, 2.0 * r)
             d = (1.0 + w) * den_x - w * old
-        x = (s_next / s) * x - math.expm1(-h) * d
+            x = (s_next / s) * x - math.expm1(-(h if weight_step == "h" else h_last)) * d
         old, h_last = den_x, h
     return x
 
@@ -204,4 +204,61 @@ def ddpm_table(model, alpha_bar: torch.Tensor, x: torch.Tensor, steps: list[int]
             else:
                 var = frac * beta + (1 - frac) * tilde
         x = mean + var.sqrt() * noise(x)
+    return x
+
+
+def _ancestral(s_from: float, s_to: float, eta: float) -> tuple[float, float]:
+    """(sigma_down, sigma_up) of an ancestral step: sigma_up^2 = eta^2 s_to^2 (s_from^2 - s_to^2) / s_from^2, capped at s_to."""
+    up = min(s_to, eta * math.sqrt(s_to**2 * (s_from**2 - s_to**2) / s_from**2))
+    return math.sqrt(s_to**2 - up**2), up
+
+
+def dpmpp_sde_single(den: Den, x: torch.Tensor, sigmas: list[float], brownian, *, r: float = 0.5,
+                     eta: float = 1.0) -> torch.Tensor:
+    """k-diffusion's single-step stochastic DPM-Solver++ (``sample_dpmpp_sde``), the sampler k-diffusion #59 was about.
+
+    Each step to sigma' splits into an ancestral step to the intermediate level
+    sigma_r = sigma (sigma' / sigma)^r and one to sigma': a first-order exponential step to
+    sigma_down, then noise sigma_up; the second stage uses the denoised value mixed from both
+    stages (DPM-Solver++(2S), Lu et al. 2022b, Alg. 1). ``brownian(sigma, sigma')`` is the
+    normalised increment of one Brownian path, shared by the two stages. Euler into sigma = 0.
+    """
+    fac = 1.0 / (2.0 * r)
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        d = den(x, s)
+        if s_next == 0:
+            x = x + (s_next - s) * (x - d) / s
+            continue
+        s_r = s * (s_next / s) ** r
+        down, up = _ancestral(s, s_r, eta)  # stage 1: to sigma_r
+        x_2 = (down / s) * x - math.expm1(math.log(down / s)) * d + brownian(s, s_r) * up
+        d_2 = den(x_2, s_r)
+        down, up = _ancestral(s, s_next, eta)  # stage 2: to sigma'
+        d_mix = (1.0 - fac) * d + fac * d_2
+        x = (down / s) * x - math.expm1(math.log(down / s)) * d_mix + brownian(s, s_next) * up
+    return x
+
+
+def dpmpp_2m_sde(den: Den, x: torch.Tensor, sigmas: list[float], noise, *, eta: float = 1.0) -> torch.Tensor:
+    """SDE-DPM-Solver++(2M), midpoint form (Lu et al. 2022b, App.; k-diffusion's ``sample_dpmpp_2m_sde``, added for #59).
+
+    x' = (sigma'/sigma) e^{-eta h} x + (1 - e^{-h - eta h}) D + (1 - e^{-h - eta h}) / (2 r) (D - D_prev)
+    + sigma' sqrt(1 - e^{-2 eta h}) z, with r = h_last / h; the step into sigma = 0 returns D.
+    """
+    old, h_last = None, None
+    for i in range(len(sigmas) - 1):
+        s, s_next = sigmas[i], sigmas[i + 1]
+        d = den(x, s)
+        if s_next == 0:
+            x = d
+        else:
+            h = math.log(s / s_next)
+            e = -math.expm1(-h - eta * h)
+            x = (s_next / s) * math.exp(-eta * h) * x + e * d
+            if old is not None:
+                x = x + 0.5 * e * (h / h_last) * (d - old)
+            x = x + noise(x) * s_next * math.sqrt(-math.expm1(-2.0 * eta * h))
+            h_last = h
+        old = d
     return x

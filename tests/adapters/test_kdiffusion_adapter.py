@@ -36,6 +36,15 @@ def test_model_denoiser_is_the_exact_denoiser_of_any_process(process, prediction
     assert torch.allclose(got, want, rtol=1e-7, atol=1e-8)
 
 
+def test_denoiser_keeps_a_python_sigma_in_float64():
+    # sigma = 0.1 + 1e-12 is not representable in float32; the denoiser must see it, not its float32 rounding
+    mix = toy.single_gaussian((0.0,), [[1.0]])
+    x = torch.ones(1, 1, dtype=torch.float64)
+    s = 0.1 + 1e-12
+    want = 1.0 / (1.0 + s * s)  # E[x_0 | x_0 + s eps = 1] for x_0 ~ N(0, 1)
+    assert abs(float(kd.exact_denoiser(mix)(x, s)) - want) < 1e-15
+
+
 def test_denoiser_rejects_bad_sigma():
     den = kd.exact_denoiser(toy.two_modes())
     with pytest.raises(ValueError, match="non-negative"):

@@ -24,7 +24,8 @@ __all__ = ["Denoiser", "exact_denoiser", "model_denoiser", "law", "sigma_time", 
 
 def _sigma(sigma: Any, x: torch.Tensor) -> torch.Tensor:
     """sigma as a float64 tensor, scalar or one per sample, checked non-negative."""
-    s = torch.as_tensor(sigma).to(torch.float64)
+    # a Python number becomes float64 directly: torch.as_tensor would round it to the default float32 first
+    s = sigma.to(torch.float64) if isinstance(sigma, torch.Tensor) else torch.as_tensor(sigma, dtype=torch.float64)
     if s.ndim > 1 or (s.ndim == 1 and s.shape[0] != x.shape[0]):
         raise ValueError(f"sigma must be a scalar or have shape ({x.shape[0]},), got {tuple(s.shape)}")
     if s.device.type == "cpu" and (bool(torch.isnan(s).any()) or bool((s < 0).any())):
