@@ -36,16 +36,17 @@ ENTRIES: tuple[Entry, ...] = (
           "bug", unit, B.leading),
     Entry("diffusers#9261", "diffusers DDPMScheduler.previous_timestep, trailing spacing (fixed by #9384, v0.32.0)",
           "DDPM's previous timestep for trailing spacing", f"{_D}/issues/9261",
-          "prev_t = t - T // num_inference_steps, which trailing spacing does not follow; the last step lands on index 0, not on the data",
+          "prev_t = t - T // num_inference_steps, which trailing spacing does not follow: at 30 steps its indices are 33 or 34 "
+          "apart, so a third of the steps start from another index than the last one landed on",
           "bug", medium, B.ddpm_prev),
     Entry("diffusers#2090", "diffusers DDPMScheduler._get_variance, learned_range (v0.13.0)",
           "learned-range variance interpolated in beta, not log beta", f"{_D}/pull/2090",
           "min_log = variance; max_log = self.betas[t]: the interpolation of Nichol & Dhariwal (2021, Eq. 15) taken between "
           "the variances, not their logarithms", "bug", isotropic, B.learned_range),
-    Entry("diffusers#3005", "a scheduler's alpha_bar held in float16 (pipelines cast to half precision)",
-          "alpha_bar in float16 rounds to 1 at small t", f"{_D}/issues/3005",
-          "alphas_cumprod cast to float16: 1 - abar_t underflows at the first indices, so the last steps see no noise to remove",
-          "bug", medium, B.float16),
+    Entry("diffusers#3005", "diffusers schedulers' add_noise cast alphas_cumprod to the samples' dtype (fixed by #3005)",
+          "alpha_bar held in float16 rounds to 1 at small t", f"{_D}/pull/3005",
+          "self.alphas_cumprod = self.alphas_cumprod.to(dtype=original_samples.dtype): with float16 samples DDIM then steps with "
+          "a float16 table, in which abar_t rounds to 1 at the first indices (beta_prod_t = 0)", "bug", medium, B.float16),
     Entry("generative-models#114", "Stability-AI generative-models, EDM discretization default",
           "EDM sigma_min 0.02 instead of 0.002", "https://github.com/Stability-AI/generative-models/issues/114",
           "sigma_min=0.02 where Karras et al. (2022) use 0.002: the final step from sigma_min to 0 leaves an O(sigma_min^2) "
