@@ -72,9 +72,9 @@ ENTRIES: tuple[Entry, ...] = (
           forms=("proposed", "original")),
     Entry("k-diffusion#59", "k-diffusion sample_dpmpp_sde (feature request, answered by sample_dpmpp_2m_sde in 962d62b)",
           "the single-step DPM++ SDE is not a solver of the reverse SDE", f"{_K}/issues/59",
-          "no earlier DPM++ 2M SDE existed: the request named the single-step sample_dpmpp_sde, whose ancestral steps (DPM-Solver++"
-          "(2S) to sigma_down, then Brownian noise of sigma_up) are not a discretization of the reverse SDE; the multistep "
-          "SDE-DPM-Solver++(2M) was added for it. Both sample the data law", "request", unit, B.sde_request,
+          "no earlier DPM++ 2M SDE existed: the request meant the single-step sample_dpmpp_sde, which takes ancestral steps "
+          "(DPM-Solver++(2S) to sigma_down, then Brownian noise of sigma_up) rather than SDE-DPM-Solver++ steps of the reverse "
+          "SDE; the multistep SDE-DPM-Solver++(2M) was added for it. Both sample the data law", "request", unit, B.sde_request,
           forms=("single-step", "multistep")),
 )
 
