@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["Outcome", "Record", "check", "tour_plot", "registry", "plots", "select", "modules"]
+__all__ = ["Outcome", "Record", "check", "recorded", "tour_plot", "registry", "plots", "select", "modules"]
 
 
 def modules() -> list[str]:
@@ -120,13 +120,14 @@ def _fmt(v: Any) -> str:
 _REGISTRY: dict[str, Callable[..., Record]] = {}
 
 
-def check(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]], Callable[..., Record]]:
-    """Register a check function under ``id``; the decorated function returns a Record."""
+def recorded(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]], Callable[..., Record]]:
+    """Make a function that returns an Outcome return a Record instead, timed, without entering the tour.
+
+    ``check`` is this plus registration; probes of other libraries' code (the diffusers
+    report) use it alone, so that they report in the same record type.
+    """
 
     def wrap(fn: Callable[..., Outcome]) -> Callable[..., Record]:
-        if id in _REGISTRY:
-            raise ValueError(f"check id {id!r} is registered twice")
-
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Record:
             start = time.perf_counter()
@@ -142,6 +143,18 @@ def check(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]]
         run.check_id = id  # type: ignore[attr-defined]
         run.source = source  # type: ignore[attr-defined]
         run.claim = claim  # type: ignore[attr-defined]
+        return run
+
+    return wrap
+
+
+def check(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]], Callable[..., Record]]:
+    """Register a check function under ``id``; the decorated function returns a Record."""
+
+    def wrap(fn: Callable[..., Outcome]) -> Callable[..., Record]:
+        if id in _REGISTRY:
+            raise ValueError(f"check id {id!r} is registered twice")
+        run = recorded(id, source, claim)(fn)
         _REGISTRY[id] = run
         return run
 
