@@ -1,4 +1,8 @@
-"""Training objectives as functions of (model, process, x_0, t or a t-sampler, generator), per sample.
+"""The one place for training losses: functions of (model, process, x_0, t or a t-sampler, generator), per sample.
+
+Built on them: ``diffcheck.learned.objectives`` (recipes for toy models: a loss with its
+process, network and sampler), ``diffcheck.training.objective`` (the ``loss_fn`` the
+training loop takes) and ``diffcheck.checks.objectives`` (checks of their minima).
 
 Every loss returns one value per sample (shape (B,)); a training step averages them,
 times importance weights where t was importance-sampled (``diffcheck.importance``).

@@ -4,7 +4,7 @@ A variant changes how a network runs, never what it computes up to rounding: eag
 (TF32 off for matrix products *and* cuDNN convolutions, whose default is on), TF32, bfloat16
 autocast, channels-last memory, ``torch.compile`` (inductor) and its CUDA-graph mode
 ("reduce-overhead"). ``prepare(net, variant, device)`` returns a module called like the network,
-``net(x, noise, y=None)``, which a sampler then uses through ``nets.wrap.as_model``; the sampler's
+``net(x, noise, y=None)``, which a sampler then uses through ``nets.wrap.wrap_net``; the sampler's
 own state stays float32. ``precision(variant)`` sets the matrix-unit flags for the duration of a run.
 Tolerances against eager float32 follow the precision of the matrix products (see ``tolerance``).
 """

@@ -1,5 +1,8 @@
 """The training objectives of the seed papers as recipes for toy models: process, network, loss, sampler.
 
+The losses themselves are ``diffcheck.losses`` (their one place); a recipe only chooses one
+and says how it is trained, compared and sampled.
+
 Each objective is a frozen dataclass that knows the process it trains on (some depend on the data, through
 NCSNv2's technique 1), how the network is conditioned, its per-step loss ``loss_fn(model, x0, generator)``
 (a scalar: the mean of the per-sample losses of ``diffcheck.losses``), the times at which a learned model is

@@ -21,7 +21,7 @@ from diffcheck.bench import gpu_report as R
 from diffcheck.bench import gpu_timing as T
 from diffcheck.bench import gpu_variants as V
 from diffcheck.guidance import ClassifierGuided
-from diffcheck.nets.wrap import as_classifier, as_model
+from diffcheck.nets.wrap import as_classifier, wrap_net
 
 CPU = torch.device("cpu")
 QUICK_CASES = ("ddpm/ddim50", "ddpm/ancestral250", "ncsnpp/heun")
@@ -201,7 +201,7 @@ def test_counted_guided_evaluation_is_classifier_guided():
     x = C.initial_noise(fam, 3)
     t = C.grid(c, fam)[2]
     y = C.labels_for(fam, 3)
-    guided = ClassifierGuided(C.Labelled(as_model(fam.nets["net"], fam.process), y),
+    guided = ClassifierGuided(C.Labelled(wrap_net(fam.nets["net"], fam.process), y),
                               as_classifier(fam.nets["classifier"], fam.process), fam.process, scale=1.0)
     with torch.no_grad():
         torch.testing.assert_close(evaluate(x, t), guided(x, t, y=y), rtol=1e-6, atol=1e-6)
