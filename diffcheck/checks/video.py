@@ -51,7 +51,7 @@ def ar1_mixture(frames: int = FRAMES) -> toy.SequenceMixture:
     return toy.ar1_video(frames, FRAME_DIM, rho=[0.9, 0.6], offsets=[[1.5, -1.0], [-1.5, 1.0]], weights=[0.6, 0.4])
 
 
-def ddpm() -> DiscreteVP:
+def ddpm_process() -> DiscreteVP:
     """The DDPM process of the video checks: linear betas, T = 1000 (Ho et al. 2020)."""
     return DiscreteVP.linear()
 
@@ -111,7 +111,7 @@ def log_q_grad_gaussian_approx(m, p, z, t, known, x_a):
 def guidance_identity(n: int = 128, seed: int = 900, grad_fn: Callable | None = None,
                       times: tuple[float, ...] = (0.02, 0.2, 0.5, 0.8, 0.95)) -> Outcome:
     gen = torch.Generator().manual_seed(seed)
-    p = ddpm()
+    p = ddpm_process()
     worst, approx = 0.0, {}
     for label, m in (("AR(1)", ar1()), ("mixture of AR(1)", ar1_mixture())):
         for mask_name, frames in (("prediction", [0, 1]), ("interpolation", [0, 5])):
@@ -172,7 +172,7 @@ def _table_runs(p, m, known_frames, w_sweep) -> dict[str, dict[str, Callable]]:
 @functools.lru_cache(maxsize=4)
 def conditioning_kls(known_frames: tuple[int, ...] = (0, 1), w_sweep: tuple[float, ...] = W_SWEEP) -> dict[str, dict[str, float]]:
     """E_{x^a} KL(sampler || exact conditional) in nats for every scheme and sampler on the AR(1) video (exact laws)."""
-    p, m = ddpm(), ar1()
+    p, m = ddpm_process(), ar1()
     known = m.frame_coords(list(known_frames))
     return {name: {scheme: conditional_kl(run, m, p, known, verify=False) for scheme, run in runs.items()}
             for name, runs in _table_runs(p, m, known_frames, w_sweep).items()}
@@ -227,7 +227,7 @@ def conditioning_table(kls: dict | None = None, bound: float = 0.3) -> Outcome:
 )
 def exact_sampler_two_sample(n: int = 1000, seed: int = 901, alpha: float = 1e-3, model: Callable | None = None, steps: int = 1000) -> Outcome:
     gen = torch.Generator().manual_seed(seed)
-    p = ddpm()
+    p = ddpm_process()
     grid = iddpm_grid(p, [steps])
     sampler = lambda model_, p_, x, g, **kw: S.ddpm_ancestral(model_, p_, x, g, generator=gen, **kw)  # noqa: E731
     results = {}

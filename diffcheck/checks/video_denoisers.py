@@ -15,7 +15,7 @@ from ..exact import ExactModel
 from ..process import DiscreteVP
 from ..video import STATES, ExactConditional, MCVDExact, RaMViDExact, conditioning, mcvd_loss, ramvid_sample
 from . import Outcome, check
-from .video import BLOCKS, FRAME_DIM, ar1, ar1_mixture, ddpm, samplers
+from .video import BLOCKS, FRAME_DIM, ar1, ar1_mixture, ddpm_process, samplers
 
 ORDER = 91  # position in the tour: after VDM (video, 90)
 
@@ -45,7 +45,7 @@ class _ScatterNoise:
 )
 def ramvid_exact_denoiser(n: int = 64, seed: int = 902, denoiser: Any = None) -> Outcome:
     gen = torch.Generator().manual_seed(seed)
-    p, m = ddpm(), ar1_mixture()
+    p, m = ddpm_process(), ar1_mixture()
     ram = RaMViDExact(m, p, m.frames) if denoiser is None else denoiser
     worst_pred, worst_path = 0.0, 0.0
     for frames in ([0, 1], [0, 5], [1, 2, 4]):
@@ -106,7 +106,7 @@ def _bayes_risk(m: toy.GaussianMixture, p: DiscreteVP, current: torch.Tensor, kn
 )
 def mcvd_bayes_optimal(n: int = 20000, seed: int = 903, k_se: float = 4.0, model: Any = None) -> Outcome:
     gen = torch.Generator().manual_seed(seed)
-    p = ddpm()
+    p = ddpm_process()
     fs = FRAME_DIM
     coords = BLOCKS.coords(fs)
     # (1) deterministic: the exact predictor against toy's conditioning, on a mixture window

@@ -31,7 +31,7 @@ from ..video import (
     training_times,
 )
 from . import Outcome, check, tour_plot
-from .video import BLOCKS, FRAMES, FRAME_DIM, RHO, ar1, ddpm
+from .video import BLOCKS, FRAMES, FRAME_DIM, RHO, ar1, ddpm_process
 
 ORDER = 92  # position in the tour: after the exact denoisers (video_denoisers, 91)
 
@@ -44,21 +44,21 @@ def train_config(steps: int, lr: float = 5e-3, batch_size: int = 512, ema_rate: 
 @functools.lru_cache(maxsize=2)
 def trained_mcvd(steps: int = 1000, seed: int = 904, lr: float = 5e-3, batch_size: int = 512, ema_rate: float = 0.99):
     """The toy MCVD model trained on AR(1) windows (past 2, current 2, future 1 frames), EMA weights."""
-    return train_mcvd(ar1(BLOCKS.total), ddpm(), BLOCKS, train_config(steps, lr, batch_size, ema_rate), generator=torch.Generator().manual_seed(seed),
+    return train_mcvd(ar1(BLOCKS.total), ddpm_process(), BLOCKS, train_config(steps, lr, batch_size, ema_rate), generator=torch.Generator().manual_seed(seed),
                       size=NetSize(hidden=64, blocks=1), threads=1)
 
 
 @functools.lru_cache(maxsize=2)
 def trained_ramvid(steps: int = 1500, seed: int = 905, lr: float = 5e-3, batch_size: int = 512, ema_rate: float = 0.99):
     """The toy RaMViD model trained on 6-frame AR(1) videos (p_uncond 0.25, up to 4 clean frames), EMA weights."""
-    return train_ramvid(ar1(), ddpm(), FRAMES, train_config(steps, lr, batch_size, ema_rate), generator=torch.Generator().manual_seed(seed),
+    return train_ramvid(ar1(), ddpm_process(), FRAMES, train_config(steps, lr, batch_size, ema_rate), generator=torch.Generator().manual_seed(seed),
                         size=NetSize(hidden=64, blocks=1), threads=1)
 
 
 def mcvd_gaps(model: Any, n: int = 20000, seed: int = 906) -> dict[str, float]:
     """Relative RMS gap between ``model`` and the exact MCVD predictor in each mask state, t ~ U{1..T}."""
     gen = torch.Generator().manual_seed(seed)
-    p, m = ddpm(), ar1(BLOCKS.total)
+    p, m = ddpm_process(), ar1(BLOCKS.total)
     exact = MCVDExact(m, p, BLOCKS)
     w = m.sample(n, gen).reshape(n, BLOCKS.total, FRAME_DIM)
     past, cur, fut = BLOCKS.split(w)
@@ -74,7 +74,7 @@ def mcvd_gaps(model: Any, n: int = 20000, seed: int = 906) -> dict[str, float]:
 def ramvid_gaps(model: Any, n: int = 20000, seed: int = 907) -> dict[str, float]:
     """Relative RMS gap (over the free frames) between ``model`` and the exact RaMViD denoiser for several masks."""
     gen = torch.Generator().manual_seed(seed)
-    p, m = ddpm(), ar1()
+    p, m = ddpm_process(), ar1()
     exact = RaMViDExact(m, p, FRAMES)
     video = m.sample(n, gen).reshape(n, FRAMES, FRAME_DIM)
     t = training_times(p, n, gen)
@@ -112,7 +112,7 @@ class _MaskBlind:
 )
 def mcvd_trained_predictor(model: Any = None, bound: float = 0.10) -> Outcome:
     gaps = mcvd_gaps(trained_mcvd() if model is None else model)
-    blind = mcvd_gaps(_MaskBlind(MCVDExact(ar1(BLOCKS.total), ddpm(), BLOCKS), "mcvd"))
+    blind = mcvd_gaps(_MaskBlind(MCVDExact(ar1(BLOCKS.total), ddpm_process(), BLOCKS), "mcvd"))
     worst = max(gaps.values())
     return Outcome(f"<= {bound}", gaps, bound, worst <= bound,
                    "relative RMS eps gap over 20000 windows, t ~ U{1..T}; 1000 Adam steps (lr 5e-3), batch 512, EMA 0.99, a 64-wide MLP",
@@ -126,7 +126,7 @@ def mcvd_trained_predictor(model: Any = None, bound: float = 0.10) -> Outcome:
 )
 def ramvid_trained_predictor(model: Any = None, bound: float = 0.12) -> Outcome:
     gaps = ramvid_gaps(trained_ramvid() if model is None else model)
-    blind = ramvid_gaps(_MaskBlind(RaMViDExact(ar1(), ddpm(), FRAMES), "ramvid"))
+    blind = ramvid_gaps(_MaskBlind(RaMViDExact(ar1(), ddpm_process(), FRAMES), "ramvid"))
     worst = max(gaps.values())
     return Outcome(f"<= {bound}", gaps, bound, worst <= bound,
                    "relative RMS eps gap on the free frames over 20000 videos, t ~ U{1..T}; 1500 Adam steps (lr 5e-3), batch 512, EMA 0.99",
@@ -135,7 +135,7 @@ def ramvid_trained_predictor(model: Any = None, bound: float = 0.12) -> Outcome:
 
 def _state_samples(model: Any, state_name: str, n: int, gen: torch.Generator, steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(sampled joint vectors, fresh data vectors, coordinates) in one state: x^a ~ data, x^b from the sampler."""
-    p, m = ddpm(), ar1(BLOCKS.total)
+    p, m = ddpm_process(), ar1(BLOCKS.total)
     coords = BLOCKS.coords(FRAME_DIM)
     st_ = STATES[state_name]
     w = m.sample(n, gen).reshape(n, BLOCKS.total, FRAME_DIM)
@@ -158,7 +158,7 @@ def _state_samples(model: Any, state_name: str, n: int, gen: torch.Generator, st
 @functools.lru_cache(maxsize=8)
 def _mcvd_discretisation_kl(state_name: str, steps: int = 100) -> float:
     """E_{x^a} KL of the exact MCVD model's samples on MCVD's grid to the exact conditional (exact Gaussian law)."""
-    p, m = ddpm(), ar1(BLOCKS.total)
+    p, m = ddpm_process(), ar1(BLOCKS.total)
     exact = MCVDExact(m, p, BLOCKS)
     st_ = STATES[state_name]
     sub = exact.model(*st_)
@@ -230,7 +230,7 @@ def _rollout_cached(n: int, seed: int, blocks_out: int, steps: int) -> torch.Ten
 
 def _rollout(model: Any, n: int, seed: int, blocks_out: int, steps: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
-    p = ddpm()
+    p = ddpm_process()
     with torch.no_grad():
         return rollout(model, p, BLOCKS, mcvd_grid(p, steps), sampler=S.ddpm_ancestral, generator=gen, n_blocks=blocks_out,
                        batch=n, frame_shape=(FRAME_DIM,))
