@@ -243,7 +243,7 @@ def sliced_score_matching(
     ``variance_reduced`` uses 1/2 |s|^2 for the second term (SSM-VR). Projections v are
     ``"gaussian"``, ``"rademacher"`` or uniform on the ``"sphere"`` of radius sqrt(D); all
     have E[v v^T] = I, so the expectation is implicit score matching. With sigma(t) = 0
-    the points are the data themselves (NCSN's Figure 2 toy). The projections are drawn
+    the points are the data themselves (the toy of Song & Ermon 2019, Fig. 2). The projections are drawn
     from ``generator`` after the noise.
     """
     projections = check_int(projections, "projections", minimum=1)

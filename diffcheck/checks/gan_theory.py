@@ -303,7 +303,7 @@ def _plot_theory(path):
     ax.plot([0.0], [0.0], "ko", ms=4, mfc="none")
     ax.set_xlabel(r"$\theta$")
     ax.set_ylabel(r"JSD($q_t * \delta_0$, $q_t * \delta_\theta$)")
-    ax.set_title("Theorem 1: noise makes the JSD smooth")
+    ax.set_title(f"{PAPER}, Theorem 1: noise makes the JSD smooth")
     ax.legend(loc="center right", fontsize=6, framealpha=0.9)
     ax = axes[1]
     ts = torch.arange(1001)

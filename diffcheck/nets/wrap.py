@@ -230,7 +230,7 @@ class WrappedNet(_Adapter, NetModel):
         return torch.cat([out[:, :c] * (self.a / alpha), out[:, c:]], dim=1) if out.shape[1] > c else out * (self.a / alpha)
 
     def variance_output(self, x: Tensor, t: Any, **kwargs: Any) -> Tensor:
-        """The variance channels v of a network with ``learn_sigma`` (iDDPM Eq. 15)."""
+        """The variance channels v of a network with ``learn_sigma`` (Nichol & Dhariwal 2021, Eq. 15)."""
         if not self.learn_sigma:
             raise ValueError(f"{type(self.net).__name__} has no variance output (learn_sigma is False)")
         return self.forward_full(x, t, **kwargs)[:, self.channels:]
