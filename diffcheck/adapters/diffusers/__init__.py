@@ -4,16 +4,7 @@ A diffusers scheduler holds a DDPM table (``betas``, ``alphas_cumprod``) or, for
 SDE, a VE ladder. ``process_for`` builds the diffcheck process with the same table, and
 ``sample`` runs the scheduler's own loop (``set_timesteps``, ``scale_model_input``,
 ``step``) with ``ExactModel`` where a pipeline calls its network. What a network would be
-given is mapped to a process time exactly:
-
-- a training index tau (0-based; diffusers' ``timesteps``) is t = (tau + 1) / T, since
-  diffcheck's step i of a table of T steps sits at t = i / T;
-- a scheduler that scales its input by 1 / sqrt(sigma^2 + 1) (``scale_model_input``:
-  Euler, Euler ancestral, Heun) works on x / alpha with sigma = sqrt((1 - abar) / abar);
-  the model is evaluated at the time whose sigma/alpha is the sigma the scheduler scaled
-  for;
-- the score-SDE-VE scheduler passes sigma itself; the process is ``VE`` with the exact
-  kernel, so that x_t = x_0 + sigma z at the time whose sigma is that sigma.
+given is mapped to a process time exactly (``times``).
 
 Tables are promoted to float64 (``promote``) where the scheduler keeps them as tensors;
 schedulers that cast their sigmas or samples to float32 stay float32 there. Noise the
