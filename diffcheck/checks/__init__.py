@@ -4,7 +4,8 @@ A check is written once, as a function decorated with ``@check(id, source, claim
 returns an ``Outcome``; calling it returns a ``Record`` (with its id, source, claim,
 expected and measured values, tolerance and how it was derived, verdict and run time).
 Keyword arguments let a test run the same check on a deliberately wrong component to
-show that it fails.
+show that it fails. ``recorded`` gives the same record type to probes outside the tour
+(the diffusers report's findings).
 """
 
 from __future__ import annotations
