@@ -1,4 +1,4 @@
-"""Test configuration: numerics settings, hypothesis profiles, GPU skipping."""
+"""Test-only settings. GPU skipping and the hypothesis profile come from diffcheck's own pytest plugin."""
 
 import os
 
@@ -8,21 +8,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
-from hypothesis import settings  # noqa: E402
-
-from diffcheck.testing.strategies import register_profiles  # noqa: E402
-
-register_profiles()
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Turn on the plugin's options: skip ``gpu`` tests without CUDA; the hypothesis profile ($HYPOTHESIS_PROFILE, else ci)."""
+    config.option.diffcheck_skip_gpu = True
+    if not getattr(config.option, "diffcheck_hypothesis_profile", None):
+        config.option.diffcheck_hypothesis_profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import toy
 from diffcheck import checks
 from diffcheck.checks import ddpm, mixture, ncsn, objectives, processes
 from diffcheck.exact import ExactModel
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.process import VP, SubVP
 
 ALL = checks.registry()
@@ -102,7 +102,7 @@ def test_forward_sde_check_fails_on_wrong_diffusion():
 def test_dsm_check_fails_on_wrong_score():
     # the exact score of a slightly different time: a plausible but wrong model
     def wrong(exact):
-        return as_model(lambda x, t: exact.score(x, torch.as_tensor(t) * 0.9), "score")
+        return function_model(lambda x, t: exact.score(x, torch.as_tensor(t) * 0.9), "score")
 
     assert not objectives.dsm_minimizer(score_fn=wrong).passed
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as hst
 import toy
 from diffcheck import process as P
 from diffcheck.exact import ExactModel
-from diffcheck.param import PREDICTIONS, Converted, as_model, convert, predict
+from diffcheck.param import PREDICTIONS, Converted, convert, function_model, predict
 from diffcheck.testing.strategies import betas, continuous_processes, discrete_processes, grids, processes, times
 
 # -- closed forms ---------------------------------------------------------------------------
@@ -270,4 +270,4 @@ def test_convert_rejects_division_by_zero_and_shape_mismatch():
     with pytest.raises(TypeError, match="prediction"):
         predict(lambda x, t: x, P.VP(), x, 0.5, "eps")
     with pytest.raises(ValueError, match="prediction must be one of"):
-        as_model(lambda x, t: x, "epsilon")
+        function_model(lambda x, t: x, "epsilon")

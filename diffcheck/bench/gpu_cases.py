@@ -34,7 +34,7 @@ from .. import nets
 from .. import process as P
 from .. import samplers as S
 from ..guidance import ClassifierGuided
-from ..nets.wrap import as_classifier, as_model
+from ..nets.wrap import as_classifier, wrap_net
 from ..tensor import per_sample
 from .gpu_variants import randomize_zero_weights
 
@@ -234,7 +234,7 @@ def sampler_fn(c: Case, fam: Family, run_nets: dict[str, nn.Module]) -> tuple[Ru
     is a host-device synchronisation per step.
     """
     p = fam.process
-    model = as_model(run_nets["net"], p)
+    model = wrap_net(run_nets["net"], p)
     classifier = as_classifier(run_nets["classifier"], p) if "classifier" in run_nets else None
 
     def gen(seed: int) -> torch.Generator:

@@ -4,7 +4,7 @@ A variant changes how a network runs, never what it computes up to rounding: eag
 (TF32 off for matrix products *and* cuDNN convolutions, whose default is on), bfloat16 autocast with
 channels-last memory, and that through ``torch.compile`` (inductor) and its CUDA-graph mode
 ("reduce-overhead"). ``prepare(net, variant, device)`` returns a module called like the network,
-``net(x, noise, y=None)``, which a sampler then uses through ``nets.wrap.as_model``; the sampler's
+``net(x, noise, y=None)``, which a sampler then uses through ``nets.wrap.wrap_net``; the sampler's
 own state stays float32. ``precision(variant)`` sets the matrix-unit flags for the duration of a run.
 How far a variant's samples may land from eager float32 is ``gpu_gate``'s.
 """

@@ -27,10 +27,10 @@ from .. import nets
 from .. import process as P
 from ..data import load_digits
 from ..io import atomic_path, write_json
-from ..nets.wrap import as_model
+from ..nets.wrap import wrap_net
 from ..param import Model
 from ..samplers import ddpm_ancestral
-from ..training import TrainConfig, eps_mse, init_distributed, sample_sharded, train
+from ..training import TrainConfig, eps_mse_objective, init_distributed, sample_sharded, train
 
 __all__ = ["main", "build_model", "sample", "net_overrides"]
 
@@ -43,7 +43,7 @@ def net_overrides(size: int, width: int) -> dict:
 
 def build_model(process: P.DiscreteVP, size: int, width: int, seed: int):
     """The wrapped network: an ε-model of ``process``."""
-    return as_model(nets.build("ddpm_cifar10", seed=seed, **net_overrides(size, width)), process)
+    return wrap_net(nets.build("ddpm_cifar10", seed=seed, **net_overrides(size, width)), process)
 
 
 @torch.no_grad()
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          progress=not args.no_progress)
     deadline = time.perf_counter() + 60.0 * args.minutes
     start = time.perf_counter()
-    result = train(model, eps_mse(process), data.images, config, generator=torch.Generator().manual_seed(args.seed),
+    result = train(model, eps_mse_objective(process), data.images, config, generator=torch.Generator().manual_seed(args.seed),
                    out_dir=out, on_step=lambda record: time.perf_counter() > deadline)
     train_seconds = time.perf_counter() - start
 

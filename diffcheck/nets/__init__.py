@@ -32,7 +32,7 @@ from .ncsnv2 import NCSNv2, NCSNv2Config
 from .video_mcvd import MCVDConfig
 from .video_ramvid import RaMViDConfig
 from .video_vdm import VDMConfig
-from . import video, wrap  # noqa: F401  nets.wrap.as_model(net, process): a network as a model of a process
+from . import video, wrap  # noqa: F401  nets.wrap.wrap_net(net, process): a network as a model of a process
 
 _NAMED: dict[str, NetConfig] = {
     # Ho et al. 2020; ermongroup/ddim configs/cifar10.yml and celeba.yml.

@@ -20,7 +20,7 @@ from diffcheck.bench import gpu_timing as T
 from diffcheck.bench import gpu_variants as V
 from diffcheck.bench.gpu_summary import summarize
 from diffcheck.guidance import ClassifierGuided
-from diffcheck.nets.wrap import as_classifier, as_model
+from diffcheck.nets.wrap import as_classifier, wrap_net
 
 CPU = torch.device("cpu")
 NETS = {"ddpm": "ddpm_cifar10", "ncsnpp": "ncsnpp_cifar10_ve", "adm": "adm_64", "ncsnv2": "ncsnv2_cifar10"}
@@ -92,7 +92,7 @@ def test_counted_guided_evaluation_is_classifier_guided():
     c = C.case("adm/guided_ddim50")
     _, evaluate = C.sampler_fn(c, fam, fam.nets)
     x, t, y = C.initial_noise(fam, 3), C.grid(c, fam)[1], C.labels_for(fam, 3)
-    guided = ClassifierGuided(C.Labelled(as_model(fam.nets["net"], fam.process), y),
+    guided = ClassifierGuided(C.Labelled(wrap_net(fam.nets["net"], fam.process), y),
                               as_classifier(fam.nets["classifier"], fam.process), fam.process, scale=1.0)
     with torch.no_grad():
         torch.testing.assert_close(evaluate(x, t), guided(x, t, y=y), rtol=1e-6, atol=1e-6)

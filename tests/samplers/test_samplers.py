@@ -13,7 +13,7 @@ from diffcheck import samplers as S
 from diffcheck.checks import samplers as checks
 from diffcheck.exact import ExactModel
 from diffcheck.likelihood import log_likelihood
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.samplers.loop import walk
 from diffcheck.testing.gaussian_law import NotAffineError, affine_law
 from diffcheck.testing.strategies import continuous_processes, grids
@@ -78,7 +78,7 @@ def _wrong_variance_step(model, process, x, t, s, noise, *, last=False, **kw):
 
 def _off_by_one(model, process, x, t, s, noise, *, last=False, **kw):
     # the classic bug: the model evaluated at the next (less noisy) time of the grid
-    return S.ancestral_step(as_model(lambda y, tt: model(y, s), model.prediction), process, x, t, s, noise, last=last)
+    return S.ancestral_step(function_model(lambda y, tt: model(y, s), model.prediction), process, x, t, s, noise, last=last)
 
 
 @pytest.mark.parametrize("step", [_wrong_variance_step, _off_by_one])
@@ -246,7 +246,7 @@ def test_invalid_grids_are_rejected(grid, match):
 def test_nonfinite_state_names_the_step():
     p = P.VP()
     exact = ExactModel(GAUSS, p, "eps")
-    broken = as_model(lambda x, t: exact(x, t) * (float("nan") if float(t) < 0.5 else 1.0), "eps")
+    broken = function_model(lambda x, t: exact(x, t) * (float("nan") if float(t) < 0.5 else 1.0), "eps")
     grid = P.uniform_grid(10, 1.0, 0.05)
     with pytest.raises(S.SamplingError, match=r"step 7 of 10 \(t = 0.43"):
         S.ddim(broken, p, torch.zeros(4, 2, dtype=torch.float64), grid)
