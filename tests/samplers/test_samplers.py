@@ -184,8 +184,8 @@ def test_respaced_ancestral_variances_in_unit_interval(T, data):
     grid = P.respaced_grid(p, steps)
     for i in range(len(grid) - 1):
         c = S.coefficients(p, grid[i], grid[i + 1])
-        assert 0.0 < c.trans_var < 1.0
-        assert 0.0 <= c.post_var < 1.0
+        assert 0.0 < c.beta < 1.0
+        assert 0.0 <= c.beta_tilde < 1.0
 
 
 def test_ddim_inversion_round_trip_shrinks():
@@ -260,6 +260,8 @@ def test_other_bad_arguments():
     with pytest.raises(ValueError, match="generator is required"):
         S.ddpm_ancestral(model, p, x, g, generator=None)
     with pytest.raises(ValueError, match="variance must be one of"):
+        S.ddpm_ancestral(model, p, x, g, generator=torch.Generator(), variance="learned_range")
+    with pytest.raises(TypeError, match="variance='learned' needs a learned-variance model"):
         S.ddpm_ancestral(model, p, x, g, generator=torch.Generator(), variance="learned")
     with pytest.raises(ValueError, match="eta must be >= 0"):
         S.ddim(model, p, x, g, eta=-1.0)
