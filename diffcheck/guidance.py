@@ -5,9 +5,9 @@ A conditional model is called as ``model(x, t, y=labels)`` and, unconditionally,
 logits`` of shape (B, C); its gradient ``grad_x log softmax(classifier(x, t))[y]`` is taken
 by autograd unless the classifier provides ``grad(x, t, y)`` in closed form.
 
-Guidance of the Algorithm 2 form is a *model* (it changes eps), so every sampler takes it:
-DDPM, DDIM, the reverse SDE and the probability-flow ODE alike. Algorithm 1 shifts the
-ancestral mean and is a sampler step of its own.
+Guidance of the form of Dhariwal & Nichol 2021, Algorithm 2 is a *model* (it changes eps), so
+every sampler takes it: DDPM, DDIM, the reverse SDE and the probability-flow ODE alike.
+Dhariwal & Nichol 2021, Algorithm 1 shifts the ancestral mean and is a sampler step of its own.
 """
 
 from __future__ import annotations

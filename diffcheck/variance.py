@@ -249,28 +249,28 @@ class ExactLearnedVariance:
     def step_index(self, t: Any, x: torch.Tensor) -> torch.Tensor:
         """The (B,) 0-based index of the step that starts at each time t (a grid time, not the last)."""
         tt = torch.as_tensor(t, dtype=torch.float64).reshape(-1).cpu()
-        if tt.numel() == 1:
-            tt = tt.expand(x.shape[0])
-        if tt.shape != (x.shape[0],):
+        if tt.numel() != 1 and tt.shape != (x.shape[0],):
             raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(torch.as_tensor(t).shape)}")
-        gap = (tt[:, None] - self.grid[None, :-1]).abs()
-        dist, idx = gap.min(dim=1)
+        times, inverse = torch.unique(tt, return_inverse=True)
+        dist, idx = (times[:, None] - self.grid[None, :-1]).abs().min(dim=1)
         if bool((dist > 1e-12).any()):
-            bad = float(tt[int(dist.argmax())])
+            bad = float(times[int(dist.argmax())])
             raise ValueError(f"t must be one of the times of the grid this model is bound to (all but the last); got {bad:.12g}")
-        return idx
+        return idx[inverse].expand(x.shape[0])
 
-    def reverse_variance(self, x: torch.Tensor, t: Any, y: Any = None) -> torch.Tensor:
-        """The diagonal of Var(x_s | x_t = x) = beta_tilde I + c^2 Cov(x_0 | x_t), shaped like x."""
-        i = self.step_index(t, x)
+    def _reverse_variance(self, x: torch.Tensor, t: Any, y: Any, i: torch.Tensor) -> torch.Tensor:
         cov = torch.diagonal(self.exact.posterior_cov(x, t, y), dim1=-2, dim2=-1).reshape(x.shape)
         c = per_sample(self.coef_x0[i].to(x.device), x)
         return per_sample(self.beta_tilde[i].to(x.device), x) + c * c * cov
+
+    def reverse_variance(self, x: torch.Tensor, t: Any, y: Any = None) -> torch.Tensor:
+        """The diagonal of Var(x_s | x_t = x) = beta_tilde I + c^2 Cov(x_0 | x_t), shaped like x."""
+        return self._reverse_variance(x, t, y, self.step_index(t, x))
 
     def forward_full(self, x: torch.Tensor, t: Any, y: Any = None) -> torch.Tensor:
         """[exact prediction, optimal v_raw] along dimension 1."""
         i = self.step_index(t, x)
         shape = (-1,) + (1,) * (x.ndim - 1)
-        v_raw = learned_v_raw(self.reverse_variance(x, t, y), self.log_beta[i].to(x).reshape(shape),
+        v_raw = learned_v_raw(self._reverse_variance(x, t, y, i), self.log_beta[i].to(x).reshape(shape),
                               self.log_beta_tilde[i].to(x).reshape(shape))
         return torch.cat([self.exact(x, t, y), v_raw], dim=1)

@@ -71,7 +71,8 @@ class ReverseSDE:
 
     @property
     def weight(self) -> float:
-        """c, the weight of g^2 score in the drift: 1 for the reverse SDE (Eq. 6), 1/2 for the probability flow (Eq. 13)."""
+        """c, the weight of g^2 score in the drift: 1 for the reverse SDE (Song et al. 2021, Eq. 6), 1/2 for the probability
+        flow (Song et al. 2021, Eq. 13)."""
         return 0.5 if self.probability_flow else 1.0
 
     def drift(self, x: torch.Tensor, t: Any, *, f: Any = None, g2: Any = None, sigma: Any = None,

@@ -51,7 +51,7 @@ def ancestral_moments(
     ``"beta_tilde"`` (exact for x_0 at a point), ``"beta"`` (exact for x_0 ~ N(0, I)) (Ho et al. 2020, Sec. 3.2) or
     ``"learned"``: exp(v log beta + (1 - v) log beta_tilde) per coordinate from the model's variance output
     (Nichol & Dhariwal 2021, Eq. 15), with the beta and beta_tilde of this step t -> s. A step into sigma_s = 0
-    has variance 0: Algorithm 2 draws no noise at its last step.
+    has variance 0: Ho et al. 2020, Algorithm 2 draws no noise at its last step.
     """
     c = coef or coefficients(process, t, s)
     beta, beta_tilde = c.beta, c.beta_tilde
