@@ -69,11 +69,11 @@ def scale_one_is_conditional(n: int = 128, seed: int = 61) -> Outcome:
         worst2 = max(worst2, float((guided(x, t, y=y) - exact_c).abs().max() / (1 + exact_c.abs().max())))
         # Algorithm 1: shift Sigma * grad log p(y|x_t) vs the conditional model's ancestral mean minus the unconditional one
         c = S.coefficients(p, t, s)
-        shift = c.post_var * clf.grad(x, t, y)
+        shift = c.beta_tilde * clf.grad(x, t, y)
         zero = lambda like: torch.zeros_like(like)
         mean_c = S.ancestral_step(ExactModel(m, p, "eps"), p, x, t, s, zero, y=y)[1]
         mean_u = S.ancestral_step(ExactModel(m, p, "eps"), p, x, t, s, zero)[1]
-        predicted = (mean_c - mean_u) * (c.post_var * c.a / c.trans_var)
+        predicted = (mean_c - mean_u) * (c.beta_tilde * c.alpha_ratio / c.beta)
         worst1 = max(worst1, float((shift - predicted).abs().max() / (1 + shift.abs().max())))
     tol = 1e-10
     return Outcome({"Algorithm 2 vs exact eps": 0.0, "Algorithm 1 vs scaled exact shift": 0.0},

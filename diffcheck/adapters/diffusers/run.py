@@ -86,9 +86,9 @@ def learned_range_output(model: ExactModel, x: torch.Tensor, t: float, s: float)
     2021, Eq. 15), beta_tilde floored at 1e-20 where it is 0, as diffusers floors it.
     """
     c = coefficients(model.process, torch.tensor(t, dtype=torch.float64), torch.tensor(s, dtype=torch.float64))
-    beta, beta_tilde = c.trans_var, max(c.post_var, 1e-20)
+    beta, beta_tilde = c.beta, max(c.beta_tilde, 1e-20)
     cov = model.posterior_cov(x, t)
-    var = beta_tilde + c.coef_x0**2 * torch.diagonal(cov, dim1=-2, dim2=-1).reshape(x.shape)
+    var = beta_tilde + c.posterior_mean_coef_x0**2 * torch.diagonal(cov, dim1=-2, dim2=-1).reshape(x.shape)
     v = (var.log() - math.log(beta_tilde)) / (math.log(beta) - math.log(beta_tilde))
     return 2.0 * v - 1.0
 
