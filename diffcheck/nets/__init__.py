@@ -33,6 +33,7 @@ from .video_mcvd import MCVDConfig
 from .video_ramvid import RaMViDConfig
 from .video_vdm import VDMConfig
 from . import video, wrap  # noqa: F401  nets.wrap.as_model(net, process): a network as a model of a process
+from .checkpoints import load  # nets.load(name, path): a published checkpoint in its reference network
 
 _NAMED: dict[str, NetConfig] = {
     # Ho et al. 2020; ermongroup/ddim configs/cifar10.yml and celeba.yml.
@@ -123,4 +124,5 @@ __all__ = [
     "NCSNv2",
     "NCSNppConfig",
     "NCSNpp",
+    "load",
 ]
