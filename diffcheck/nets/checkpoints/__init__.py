@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from ..base import replace
-from .diffusers_config import from_diffusers
+from .diffusers_config import current_keys, from_diffusers
 from .infer import INFER, infer_openai
 from .keymap import CheckpointError, KeyMap, Rule
 from .loaded import FAMILIES, Loaded, config_from_json, family_of, materialised, save
@@ -31,7 +31,7 @@ from .read import Raw, read
 from .refinenet_maps import refinenet_keymap
 from .unet_maps import unet_keymap
 
-__all__ = ["load", "convert", "save", "detect", "keymap", "Loaded", "CheckpointError", "PRESETS", "FAMILIES", "LAYOUTS"]
+__all__ = ["load", "convert", "save", "detect", "keymap", "check_named", "Loaded", "CheckpointError", "PRESETS", "FAMILIES", "LAYOUTS"]
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "ddpm": ("diffusers", "ddim"), "adm": ("openai", "diffusers"), "adm_classifier": ("openai",),
@@ -139,7 +139,7 @@ def _heads(cfg: Any) -> list[int]:
     return [m.num_heads for m in net.modules() if isinstance(m, SelfAttention2d)]
 
 
-def _check_named(found: Any, wanted: Any, label: str, path: Path) -> None:
+def check_named(found: Any, wanted: Any, label: str, path: Path) -> None:
     """The configuration a file states must be the named one, up to what cannot be told from it."""
     diffs = [f"{f.name}: file {getattr(found, f.name)!r}, {label!r} {getattr(wanted, f.name)!r}"
              for f in dataclasses.fields(wanted)
@@ -202,10 +202,12 @@ def load(name: str | None, path: str | Path, *, ema: bool = True, dtype: torch.d
         cfg = _family_config(family, layout, _inferred(layout, raw.tensors, cls(), overrides), overrides)
     label = name or family
     if base is not None and layout in ("diffusers", "diffcheck"):
-        _check_named(cfg, replace(base, **overrides), label, raw.path)
+        check_named(cfg, replace(base, **overrides), label, raw.path)
     tensors, which = _weights(raw, layout, ema)
+    if layout == "diffusers":
+        tensors = current_keys(tensors)
     with torch.device("meta"):
-        net = cfg.build()
+        net = cfg.build().to(dtype)
     what = f"{label} ({type(cfg).__name__})"
     try:
         state = keymap(layout, net).ours(tensors, net.state_dict(), what)
@@ -214,7 +216,7 @@ def load(name: str | None, path: str | Path, *, ema: bool = True, dtype: torch.d
     net.load_state_dict(state, assign=True)
     if not materialised(net):
         raise CheckpointError(f"{raw.path}: some tensors of {what} were not set by the checkpoint")
-    net = net.to(dtype).eval()
+    net.eval()
     sigmas = raw.tensors.get("sigmas")
     config_json = raw.config_json or {}
     process = preset.process if preset else config_json.get("process") if layout == "diffcheck" else None

@@ -17,14 +17,18 @@ Any other setting has no counterpart here and is refused with the setting named.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
+
+import torch
+from torch import Tensor
 
 from ..adm import ADMConfig
 from ..ddpm import DDPMConfig
 from ..ncsnpp import NCSNppConfig
 from .keymap import CheckpointError
 
-__all__ = ["from_diffusers"]
+__all__ = ["from_diffusers", "current_keys"]
 
 def _require(cfg: dict[str, Any], key: str, allowed: tuple[Any, ...], default: Any, why: str) -> None:
     value = cfg.get(key, default)
@@ -135,3 +139,23 @@ def from_diffusers(cfg: dict[str, Any]) -> tuple[str, Any]:
         channel_mult=_mults(channels, channels[0]), num_classes=classes, num_heads=1, num_head_channels=head,
         use_scale_shift_norm=scale_shift == "scale_shift", resblock_updown=updown == "resnet",
         use_new_attention_order=True, learn_sigma=out_ch == 2 * in_ch)
+
+
+_DEPRECATED = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+
+
+def current_keys(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Weights saved by early diffusers (2022) under today's names: attention ``query``/``key``/``value``/``proj_attn``
+    become ``to_q``/``to_k``/``to_v``/``to_out.0`` (as diffusers' own loader renames them), and the Fourier
+    embedding's duplicate ``time_proj.W`` is dropped beside ``time_proj.weight`` (both were saved then)."""
+    out: dict[str, Tensor] = {}
+    for key, value in tensors.items():
+        m = re.match(r"(.*\.attentions\.\d+)\.(query|key|value|proj_attn)\.(weight|bias)$", key)
+        out[f"{m.group(1)}.{_DEPRECATED[m.group(2)]}.{m.group(3)}" if m else key] = value
+    if "time_proj.W" in out:
+        w = out.pop("time_proj.W")
+        if "time_proj.weight" not in out:
+            out["time_proj.weight"] = w
+        elif not torch.equal(w, out["time_proj.weight"]):
+            raise CheckpointError("diffusers weights hold time_proj.W and time_proj.weight with different values")
+    return out
