@@ -16,7 +16,7 @@ from .sample import PROCESSES, SAMPLERS
 __all__ = ["main", "build_parser", "COMMANDS", "SAMPLERS", "PROCESSES", "UsageError"]
 
 # Modules of this package, one per command, in the order --help lists them.
-COMMANDS = ("tour", "sample", "plot", "train", "bench", "verify_diffusers")
+COMMANDS = ("tour", "sample", "plot", "train", "bench", "verify_diffusers", "convert")
 
 # Commands whose arguments after the first word are handed on to another parser.
 _PASS_THROUGH = {"train": ("digits", "toy")}

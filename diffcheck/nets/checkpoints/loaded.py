@@ -20,7 +20,7 @@ from ..ncsn import NCSNConfig
 from ..ncsnpp import NCSNppConfig
 from ..ncsnv2 import NCSNv2Config
 from .keymap import CheckpointError
-from .presets import process_of
+from .presets import NCSN_PROCESS, process_of
 
 __all__ = ["Loaded", "FAMILIES", "family_of", "config_from_json", "save", "FORMAT_VERSION"]
 
@@ -46,9 +46,11 @@ def _default_process(config: Any, sigmas: Tensor | None) -> dict[str, Any]:
         return {"kind": "ddpm-linear", "T": 1000}
     if kind == "time_999":
         return {"kind": "vp", "beta_min": 0.1, "beta_max": 20.0}
+    if kind == "sigma_index":
+        return dict(NCSN_PROCESS)
     if sigmas is not None:
         return {"kind": "ve", "sigma_min": float(sigmas.min()), "sigma_max": float(sigmas.max())}
-    return {"kind": "ve", "sigma_min": 0.01, "sigma_max": 1.0 if kind == "sigma_index" else 50.0}
+    return {"kind": "ve", "sigma_min": 0.01, "sigma_max": 50.0}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

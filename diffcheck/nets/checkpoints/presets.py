@@ -18,7 +18,7 @@ from ..ncsn import NCSNConfig
 from ..ncsnpp import NCSNppConfig
 from ..ncsnv2 import NCSNv2Config
 
-__all__ = ["Preset", "PRESETS", "process_of"]
+__all__ = ["Preset", "PRESETS", "process_of", "NCSN_PROCESS"]
 
 OPENAI_2021 = "https://openaipublic.blob.core.windows.net/diffusion"
 HEIBOX = "https://heibox.uni-heidelberg.de/f"
@@ -55,6 +55,10 @@ _IDDPM64 = ADMConfig(image_size=64, model_channels=128, num_res_blocks=3, channe
 
 def _ve(sigma_max: float) -> dict[str, Any]:
     return {"kind": "ve", "sigma_min": 0.01, "sigma_max": sigma_max}
+
+
+NCSN_PROCESS = {"kind": "ve", "sigma_min": 0.005, "sigma_max": 2.0}
+"""A VE process whose noise levels cover NCSN's ladder 1 -> 0.01 with room on both sides (its times are the ladder's)."""
 
 
 PRESETS: dict[str, Preset] = {
@@ -149,9 +153,9 @@ PRESETS: dict[str, Preset] = {
                                          num_res_blocks=1), _ve(1348.0), _hf("ncsnpp-ffhq-1024") + (
         ("ve/ffhq_1024_ncsnpp_continuous/checkpoint_*.pth", f"{SCORE_SDE}/1ZqLNr_kH0o9DxvwSlrQPMmkrhEnXhBm2"),)),
     # Song & Ermon 2019: ermongroup/ncsn run.zip (logs/<dataset>/checkpoint.pth), ladder 1 -> 0.01 over 10 levels.
-    "ncsn_cifar10": Preset(NCSNConfig(), _ve(1.0), (("run/logs/cifar10/checkpoint.pth", "https://drive.google.com/file/d/1BF2mwFv5IRCGaQbEWTbLlAOWEkNzMe5O"),)),
-    "ncsn_celeba": Preset(NCSNConfig(), _ve(1.0), (("run/logs/celeba/checkpoint.pth", "https://drive.google.com/file/d/1BF2mwFv5IRCGaQbEWTbLlAOWEkNzMe5O"),)),
-    "ncsn_mnist": Preset(NCSNConfig(image_size=28, channels=1, ngf=64), _ve(1.0),
+    "ncsn_cifar10": Preset(NCSNConfig(), NCSN_PROCESS, (("run/logs/cifar10/checkpoint.pth", "https://drive.google.com/file/d/1BF2mwFv5IRCGaQbEWTbLlAOWEkNzMe5O"),)),
+    "ncsn_celeba": Preset(NCSNConfig(), NCSN_PROCESS, (("run/logs/celeba/checkpoint.pth", "https://drive.google.com/file/d/1BF2mwFv5IRCGaQbEWTbLlAOWEkNzMe5O"),)),
+    "ncsn_mnist": Preset(NCSNConfig(image_size=28, channels=1, ngf=64), NCSN_PROCESS,
                          (("run/logs/mnist/checkpoint.pth", "https://drive.google.com/file/d/1BF2mwFv5IRCGaQbEWTbLlAOWEkNzMe5O"),)),
     # Song & Ermon 2020: ermongroup/ncsnv2 Google Drive (exp/logs/<doc>/checkpoint_<step>.pth); the ladder is in the file.
     "ncsnv2_cifar10": Preset(NCSNv2Config(), _ve(50.0), (("exp/logs/cifar10/checkpoint_*.pth", f"{SCORE_SDE}/1217uhIvLg9ZrYNKOR3XTRFSurt4miQrd"),)),
