@@ -84,8 +84,9 @@ def test_official_layouts_have_the_official_parameter_counts(name: str) -> None:
     assert O.parameters(OFFICIAL[name][1]()) == REFERENCE[name]
 
 
-@pytest.mark.parametrize("name", sorted(OFFICIAL))
+@pytest.mark.parametrize("name", [n if n in REFERENCE else pytest.param(n, marks=pytest.mark.slow) for n in sorted(OFFICIAL)])
 def test_key_maps_write_the_official_keys_and_shapes(name: str) -> None:
+    """Full size on the meta device: the counted configurations by default, every other published one in the slow run."""
     layout, official = OFFICIAL[name]
     with torch.device("meta"):
         net = _config(name).build()
@@ -171,8 +172,14 @@ def _outputs(net: torch.nn.Module, cfg) -> torch.Tensor:
         return net(x, noise, y)
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+SIZES = {"ch", "ch_mult", "num_res_blocks", "attn_resolutions", "model_channels", "channel_mult", "attention_resolutions",
+         "num_classes", "learn_sigma", "nf", "ngf", "depth", "progressive", "progressive_input", "embedding_type", "fir",
+         "use_scale_shift_norm", "resblock_updown", "channels", "in_channels", "centered", "scale_by_sigma", "pool"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "ncsnv2_deeper" else n for n in sorted(TINY)])
 def test_round_trip_through_the_official_container(name: str, tmp_path: Path) -> None:
+    """Saved as the official code saves it, loaded by name (EMA and raw weights) and by family: identical outputs."""
     net = _random_net(name, 0)
     layout = OFFICIAL[name][0]
     averaged = _random_net(name, 1) if layout in ("score_sde", "ncsnv2") else None
@@ -180,33 +187,21 @@ def test_round_trip_through_the_official_container(name: str, tmp_path: Path) ->
         averaged.fourier.frequencies.copy_(net.fourier.frequencies)
     file = _official_file(name, net, tmp_path, None if averaged is None else averaged.state_dict())
     loaded = load(name, file, **TINY[name][0])
-    assert loaded.layout == layout
-    expected = net if averaged is None else averaged
-    assert torch.equal(_outputs(loaded.net, loaded.config), _outputs(expected, net.config))
-    assert loaded.weights == ("single" if averaged is None else "ema")
+    assert loaded.layout == layout and loaded.weights == ("single" if averaged is None else "ema")
+    expected = _outputs(net if averaged is None else averaged, net.config)
+    assert torch.equal(_outputs(loaded.net, loaded.config), expected)
     if averaged is not None:
         raw = load(name, file, ema=False, **TINY[name][0])
         assert raw.weights == "raw" and torch.equal(_outputs(raw.net, raw.config), _outputs(net, net.config))
-    if layout in ("score_sde", "ncsnv2"):
         assert loaded.sigmas is not None and float(loaded.sigmas[0]) == 50.0
-
-
-@pytest.mark.parametrize("name", sorted(TINY))
-def test_sizes_are_read_off_the_weights(name: str, tmp_path: Path) -> None:
-    """Loaded by family (or detected), the configuration's sizes are those of the network that was saved."""
-    net = _random_net(name, 0)
-    file = _official_file(name, net, tmp_path)
+    # by family (detected): the sizes are read off the weights; heads and their order cannot be, so they are given
     extra = {k: v for k, v in TINY[name][0].items() if k in ("image_size", "num_head_channels")}
-    if OFFICIAL[name][0] == "openai":  # what the weights cannot tell: heads and their channel order
-        extra.update(num_heads=net.config.num_heads, use_new_attention_order=net.config.use_new_attention_order) \
-            if hasattr(net.config, "num_heads") else None
-    loaded = load(None, file, **extra)
-    sizes = {"ch", "ch_mult", "num_res_blocks", "attn_resolutions", "model_channels", "channel_mult",
-             "attention_resolutions", "num_classes", "learn_sigma", "nf", "ngf", "depth", "progressive",
-             "progressive_input", "embedding_type", "fir", "use_scale_shift_norm", "resblock_updown", "channels"}
-    for field in sizes & {f for f in net.config.__dataclass_fields__}:
-        assert getattr(loaded.config, field) == getattr(net.config, field), field
-    assert torch.equal(_outputs(loaded.net, loaded.config), _outputs(net, net.config))
+    if layout == "openai" and hasattr(net.config, "num_heads"):
+        extra.update(num_heads=net.config.num_heads, use_new_attention_order=net.config.use_new_attention_order)
+    found = load(None, file, **extra)
+    assert {f: getattr(found.config, f) for f in SIZES if hasattr(net.config, f)} == \
+        {f: getattr(net.config, f) for f in SIZES if hasattr(net.config, f)}
+    assert torch.equal(_outputs(found.net, found.config), expected)
 
 
 def test_heads_must_be_given_for_an_adm_family_load(tmp_path: Path) -> None:
@@ -287,3 +282,9 @@ def test_presets_agree_with_the_named_configurations() -> None:
     for name, preset in PRESETS.items():
         if name in nets.names():
             assert preset.config == nets.config(name), name
+
+
+def test_readme_lists_every_published_checkpoint() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Published checkpoints"):readme.index("## Benchmarks")]
+    assert [name for name in PRESETS if f"`{name}`" not in section] == []

@@ -111,7 +111,7 @@ def _inferred(layout: str, tensors: dict, start: Any, overrides: dict[str, Any])
     return {k: v for k, v in found.items() if k in {f.name for f in dataclasses.fields(start)}}
 
 
-def _family_config(family: str, layout: str, found: dict[str, Any], overrides: dict[str, Any]) -> Any:
+def _family_config(family: str, found: dict[str, Any], overrides: dict[str, Any]) -> Any:
     """A family's configuration from inferred sizes, the family's defaults for what the weights cannot tell, and overrides.
 
     NCSN++ with a positional embedding is DDPM++ as score_sde trains it on the VP SDE (ε output, 999·t input, data
@@ -181,6 +181,17 @@ def _hint(layout: str, raw: Raw, cfg: Any) -> str:
     return f"; its weights suggest {', '.join(diffs)}" if diffs else ""
 
 
+def _configure(layout: str, family: str, raw: Raw, base: Any, overrides: dict[str, Any]) -> Any:
+    """The configuration: stated by the folder (diffusers, diffcheck), named, or read off the weights (a family)."""
+    if layout == "diffcheck":
+        return replace(config_from_json(family, raw.config_json["config"]), **overrides)  # type: ignore[index]
+    if layout == "diffusers":
+        return replace(from_diffusers(raw.config_json)[1], **overrides)  # type: ignore[arg-type]
+    if base is not None:
+        return replace(base, **overrides)
+    return _family_config(family, _inferred(layout, raw.tensors, FAMILIES[family](), overrides), overrides)
+
+
 def load(name: str | None, path: str | Path, *, ema: bool = True, dtype: torch.dtype = torch.float32,
          **overrides: Any) -> Loaded:
     """Read a local checkpoint into its diffcheck network (see the module docstring); ``overrides`` replace config fields."""
@@ -191,15 +202,7 @@ def load(name: str | None, path: str | Path, *, ema: bool = True, dtype: torch.d
         raise CheckpointError(f"{raw.path} holds a {found_family} network ({layout} layout), not {family}"
                               + (f" ({name!r})" if name != family else ""))
     family = found_family
-    cls = FAMILIES[family]
-    if layout == "diffcheck":
-        cfg = replace(config_from_json(family, raw.config_json["config"]), **overrides)  # type: ignore[index]
-    elif layout == "diffusers":
-        cfg = replace(from_diffusers(raw.config_json)[1], **overrides)  # type: ignore[arg-type]
-    elif base is not None:
-        cfg = replace(base, **overrides)
-    else:
-        cfg = _family_config(family, layout, _inferred(layout, raw.tensors, cls(), overrides), overrides)
+    cfg = _configure(layout, family, raw, base, overrides)
     label = name or family
     if base is not None and layout in ("diffusers", "diffcheck"):
         check_named(cfg, replace(base, **overrides), label, raw.path)
