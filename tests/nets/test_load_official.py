@@ -22,6 +22,7 @@ import official_layouts as O
 from diffcheck import nets
 from diffcheck.nets.base import replace
 from diffcheck.nets.checkpoints import PRESETS, CheckpointError, keymap, load
+from diffcheck.nets.checkpoints.infer import INFER, infer_openai
 from test_nets_counts import REFERENCE
 
 # name -> (layout, official enumeration with the authors' flags). Flags: ddim configs/cifar10.yml, celeba.yml;
@@ -94,6 +95,14 @@ def test_key_maps_write_the_official_keys_and_shapes(name: str) -> None:
     expected = _shapes(official())
     assert sorted(set(expected) - set(theirs)) == [] and sorted(set(theirs) - set(expected)) == []
     assert {k: tuple(v.shape) for k, v in theirs.items()} == expected
+    # and the sizes read off these weights are the configuration's
+    cfg = _config(name)
+    found = infer_openai(theirs, cfg.image_size) if layout == "openai" else INFER[layout](theirs)
+    levels = found.pop("attention_levels", None)
+    if levels is not None:
+        resolutions = getattr(cfg, "attention_resolutions", None) or cfg.attn_resolutions
+        assert sorted(cfg.image_size // 2**lv for lv in levels) == sorted(resolutions)
+    assert {k: v for k, v in found.items() if hasattr(cfg, k)} == {k: getattr(cfg, k) for k in found if hasattr(cfg, k)}
 
 
 # Tiny configurations of every family, with the official enumeration of the same sizes.
@@ -288,3 +297,26 @@ def test_readme_lists_every_published_checkpoint() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme[readme.index("## Published checkpoints"):readme.index("## Benchmarks")]
     assert [name for name in PRESETS if f"`{name}`" not in section] == []
+
+
+@pytest.mark.parametrize("name", ["ddpm_cifar10", "adm_64", "ddpmpp_cifar10_vp", "ncsnpp_cifar10_ve", "ncsn_cifar10"])
+def test_loaded_networks_plug_into_every_sampler(name: str, tmp_path: Path) -> None:
+    """``loaded.model()`` on ``loaded.process()`` (the process of the published flags) runs DDPM, DDIM and the ODE."""
+    from diffcheck import process as P
+    from diffcheck import samplers as S
+
+    loaded = load(name, _official_file(name, _random_net(name, 0), tmp_path), **TINY[name][0])
+    process, model = loaded.process(), loaded.model()
+    if loaded.config.noise_input == "sigma_index":
+        ladder = P.geometric_sigmas(1.0, 0.01, loaded.config.num_classes)
+        grid = P.sigma_grid(process, ladder[[0, 2, 3]])
+    elif isinstance(process, P.DiscreteVP):
+        grid = P.iddpm_grid(process, [3])[:-1]
+    else:
+        grid = P.uniform_grid(3, 1.0, 1e-2)
+    kw = {"y": torch.tensor([0, 1])} if loaded.config.label_classes else {}
+    x = process.prior_sample((2, *loaded.config.data_shape), torch.Generator().manual_seed(0), dtype=torch.float32)
+    with torch.no_grad():
+        for out in (S.ddpm_ancestral(model, process, x, grid, generator=torch.Generator().manual_seed(1), **kw),
+                    S.ddim(model, process, x, grid, **kw), S.heun_ode(model, process, x, grid, **kw)):
+            assert out.shape == x.shape and torch.isfinite(out).all()

@@ -55,12 +55,16 @@ def _attention_levels(down: list[str], up: list[str], attn_down: set[str], attn_
     return levels
 
 
+def _block_names(names: list[str]) -> list[str]:
+    """Block type names without the "UNetRes" prefix that diffusers also accepts."""
+    return [n[len("UNetRes"):] if n.startswith("UNetRes") else n for n in names]
+
+
 def from_diffusers(cfg: dict[str, Any]) -> tuple[str, Any]:
     """(family, configuration) of a diffusers UNet2DModel config.json; a CheckpointError names what has no counterpart."""
     if cfg.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise CheckpointError(f"diffusers model class {cfg.get('_class_name')!r} is not supported; only UNet2DModel")
-    strip = lambda names: [n[7:] if n.startswith("UNetRes") else n for n in names]  # noqa: E731  (diffusers' own alias)
-    down, up = strip(cfg["down_block_types"]), strip(cfg["up_block_types"])
+    down, up = _block_names(cfg["down_block_types"]), _block_names(cfg["up_block_types"])
     channels = list(cfg["block_out_channels"])
     if not (len(down) == len(up) == len(channels)):
         raise CheckpointError("diffusers config: down_block_types, up_block_types and block_out_channels differ in length")
