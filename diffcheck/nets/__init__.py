@@ -13,7 +13,9 @@ tensor holding the network's own noise-conditioning input, named by ``config.noi
 :data:`NOISE_INPUTS`), and ``y`` class labels (B,) for class-conditional networks only. What the output
 means is ``config.prediction`` (see :data:`PREDICTIONS`); ``config.learn_sigma`` says whether extra
 channels hold iDDPM's variance interpolation. Tiny configurations for tests: ``tiny_overrides(name)``,
-which keeps the named configuration's options and shrinks its sizes.
+which keeps the named configuration's options and shrinks its sizes. Published checkpoints (diffusers folders,
+improved/guided-diffusion, score_sde, NCSN, NCSNv2) load into these networks with ``load(name, path)``
+(:mod:`diffcheck.nets.checkpoints`).
 """
 
 from __future__ import annotations

@@ -95,3 +95,10 @@ def test_convert_refuses_a_pickle_that_runs_code(tmp_path: Path, capsys) -> None
     assert main(["convert", str(tmp_path / "evil.pth"), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert "refused: it asks to run code" in err and not (tmp_path / "made").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_weight_file_inside_its_folder_points_to_the_folder(ddpm_folder: Path) -> None:
+    from diffcheck.nets.checkpoints import CheckpointError
+
+    with pytest.raises(CheckpointError, match="sits beside a config.json: pass the folder"):
+        load(None, ddpm_folder / "diffusion_pytorch_model.safetensors")

@@ -31,7 +31,8 @@ from .read import Raw, read
 from .refinenet_maps import refinenet_keymap
 from .unet_maps import unet_keymap
 
-__all__ = ["load", "convert", "save", "detect", "keymap", "check_named", "Loaded", "CheckpointError", "PRESETS", "FAMILIES", "LAYOUTS"]
+__all__ = ["load", "convert", "save", "detect", "keymap", "check_named", "Loaded", "CheckpointError", "PRESETS",
+           "FAMILIES", "LAYOUTS"]
 
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "ddpm": ("diffusers", "ddim"), "adm": ("openai", "diffusers"), "adm_classifier": ("openai",),
@@ -60,6 +61,9 @@ def detect(raw: Raw) -> tuple[str, str]:
         return "ncsn", "ncsn"
     if "res1.0.normalize1.alpha" in keys:
         return "ncsnv2", "ncsnv2"
+    if (raw.path.parent / "config.json").is_file():
+        raise CheckpointError(f"{raw.path} sits beside a config.json: pass the folder {raw.path.parent}, which says "
+                              "what network the weights belong to")
     if any(k.startswith(("down_blocks.", "conv_in.")) for k in keys):
         raise CheckpointError(f"{raw.path} looks like diffusers weights without their config.json: pass the folder")
     raise CheckpointError(f"{raw.path}: unrecognised checkpoint layout (first keys: {', '.join(list(keys)[:5])}); "
