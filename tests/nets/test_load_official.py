@@ -320,3 +320,15 @@ def test_loaded_networks_plug_into_every_sampler(name: str, tmp_path: Path) -> N
         for out in (S.ddpm_ancestral(model, process, x, grid, generator=torch.Generator().manual_seed(1), **kw),
                     S.ddim(model, process, x, grid, **kw), S.heun_ode(model, process, x, grid, **kw)):
             assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+def test_heads_are_checked_only_where_attention_is() -> None:
+    """guided-diffusion asserts ``channels % num_head_channels == 0`` in each AttentionBlock, nowhere else: iDDPM's
+    LSUN bedroom U-Net (one 512-wide head at 16x16 and in the middle) is valid though its 128-wide levels are not
+    multiples of 512. ADMConfig used to check every level and refused it."""
+    cfg = replace(PRESETS["iddpm_lsun_bedroom"].config, num_heads=4, num_head_channels=512)
+    with torch.device("meta"):
+        net = cfg.build()
+    assert [m.num_heads for m in net.modules() if hasattr(m, "qkv") and hasattr(m, "num_heads")] == [1] * 6
+    with pytest.raises(ValueError, match=r"channels \[512, 512\] are not multiples of num_head_channels=384"):
+        replace(cfg, num_head_channels=384)
