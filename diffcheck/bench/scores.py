@@ -1,4 +1,8 @@
-"""Exact mixture score throughput (points per second), vectorised vs a per-component loop.
+"""Exact mixture score throughput: a per-component loop, a plain einsum version, the per-component path and the dense path.
+
+All four are timed in one run on the same points, so their ratios hold even on a busy machine (absolute figures
+do not). A second table sweeps the dimension to find where the dense path stops being faster than the
+per-component path (the crossover that ``toy.evaluate.DENSE_MAX_DIM`` encodes).
 
 Run: ``diffcheck bench scores [--quick]`` (or ``python -m diffcheck.bench.scores``); writes
 ``benchmarks/results/score_cpu.json`` unless ``--out`` says otherwise.
@@ -15,9 +19,15 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 import toy
+from toy.evaluate import DENSE_MAX_DIM
 from diffcheck.io import write_json
+
+__all__ = ["loop_score", "einsum_score", "mixture", "run", "crossover", "main"]
+
+IMPLS = ("loop", "einsum", "reference", "dense")
 
 
 def loop_score(m: toy.GaussianMixture, x: torch.Tensor) -> torch.Tensor:
@@ -34,12 +44,24 @@ def loop_score(m: toy.GaussianMixture, x: torch.Tensor) -> torch.Tensor:
     return (r[..., None] * torch.stack(grads)).sum(0)
 
 
+def einsum_score(m: toy.GaussianMixture, x: torch.Tensor) -> torch.Tensor:
+    """A plain vectorised version: inverse covariances, einsum Mahalanobis terms, a softmax, one more einsum."""
+    cov = m.covs.to(x.dtype)
+    prec = torch.linalg.inv(cov)
+    diff = x[:, None, :] - m.means.to(x.dtype)  # (N, K, D)
+    pd = torch.einsum("kde,nke->nkd", prec, diff)
+    logj = torch.log(m.weights.to(x.dtype)) - 0.5 * (diff * pd).sum(-1) - 0.5 * torch.logdet(cov) - 0.5 * x.shape[1] * math.log(2 * math.pi)
+    return -torch.einsum("nk,nkd->nd", torch.softmax(logj, -1), pd)
+
+
 def mixture(k: int) -> toy.GaussianMixture:
+    """The benchmark's mixtures: the 8-component ring (K = 8) or a 5 x 5 grid (K = 25), both with std 0.3."""
     return toy.ring(n=8, radius=2.0, std=0.3) if k == 8 else toy.grid(n=5, spacing=1.0, std=0.3)
 
 
 def timeit(fn, repeats: int) -> float:
-    fn()  # warm-up
+    """Median seconds of ``repeats`` calls after one warm-up call."""
+    fn()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -48,35 +70,73 @@ def timeit(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run(sizes=(100_000, 1_000_000), comps=(8, 25), dtypes=(torch.float32, torch.float64), repeats=5, progress=True) -> dict:
+def _impls(law, base):
+    return {"loop": lambda x: loop_score(base, x), "einsum": lambda x: einsum_score(base, x),
+            "reference": lambda x: law.score(x, engine="reference"), "dense": lambda x: law.score(x, engine="dense")}
+
+
+def run(sizes=(100_000, 1_000_000), comps=(8, 25), dtypes=(torch.float32, torch.float64), repeats=5, progress=True) -> list[dict]:
+    """One row per (points, components, dtype): seconds, points/s and point-components/s of every implementation, and ratios."""
     rows = []
     gen = torch.Generator().manual_seed(0)
-    for n in sizes:
-        for k in comps:
-            m = mixture(k)
-            law = m.noised(0.8, 0.5)
-            base = m.to_mixture() if hasattr(m, "to_mixture") else law.to_mixture()
-            for dtype in dtypes:
-                x = (3 * torch.randn(n, 2, generator=gen, dtype=torch.float64)).to(dtype)
-                ours = timeit(lambda: law.score(x), repeats)
-                loop = timeit(lambda: loop_score(base, x), repeats)
-                err = float((law.score(x) - loop_score(base, x)).abs().max() / loop_score(base, x).abs().max())
-                row = {"points": n, "components": k, "dim": 2, "dtype": str(dtype).replace("torch.", ""),
-                       "seconds": ours, "points_per_s": n / ours, "loop_seconds": loop, "loop_points_per_s": n / loop,
-                       "speedup_vs_loop": loop / ours, "max_rel_diff_vs_loop": err}
-                rows.append(row)
-                if progress:
-                    print(f"n={n:>8} K={k:>2} {row['dtype']:>7}: {row['points_per_s'] / 1e6:7.2f} M pts/s "
-                          f"(loop {row['loop_points_per_s'] / 1e6:6.2f} M pts/s, x{row['speedup_vs_loop']:.2f})", flush=True)
-    return {
-        "benchmark": "exact mixture score throughput (noised law alpha=0.8, sigma=0.5)",
-        "device": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "rows": rows,
-    }
+    cases = [(n, k, d) for n in sizes for k in comps for d in dtypes]
+    for n, k, dtype in tqdm(cases, desc="score throughput", disable=not progress):
+        m = mixture(k)
+        law = m.noised(0.8, 0.5)
+        base = law.to_mixture()
+        x = (3 * torch.randn(n, 2, generator=gen, dtype=torch.float64)).to(dtype)
+        impls = _impls(law, base)
+        secs = {name: timeit(lambda: fn(x), repeats) for name, fn in impls.items()}
+        truth = loop_score(base, x.double())
+        scale = float(truth.abs().max())
+        row = {"points": n, "components": k, "dim": 2, "dtype": str(dtype).replace("torch.", "")}
+        for name in IMPLS:
+            row[f"{name}_seconds"] = secs[name]
+            row[f"{name}_points_per_s"] = n / secs[name]
+            row[f"{name}_point_components_per_s"] = n * k / secs[name]
+            row[f"{name}_max_rel_diff"] = float((impls[name](x).double() - truth).abs().max()) / scale
+        row["dense_vs_einsum"] = secs["einsum"] / secs["dense"]
+        row["reference_vs_einsum"] = secs["einsum"] / secs["reference"]
+        row["dense_vs_reference"] = secs["reference"] / secs["dense"]
+        row["dense_vs_loop"] = secs["loop"] / secs["dense"]
+        # the default evaluation (what ``law.score(x)`` chooses), under the names earlier versions of this file used
+        auto = timeit(lambda: law.score(x), repeats)
+        row.update(seconds=auto, points_per_s=n / auto, loop_seconds=secs["loop"], loop_points_per_s=n / secs["loop"],
+                   speedup_vs_loop=secs["loop"] / auto)
+        rows.append(row)
+        if progress:
+            tqdm.write(f"n={n:>8} K={k:>2} {row['dtype']:>7}: " + "  ".join(
+                f"{name} {row[f'{name}_point_components_per_s'] / 1e6:6.1f}" for name in IMPLS)
+                + f"  M point-components/s; dense/einsum x{row['dense_vs_einsum']:.2f}")
+    return rows
+
+
+def _spread_mixture(d: int, k: int, gen: torch.Generator) -> toy.GaussianMixture:
+    """k components with means uniform in [-1, 1]^d and random full covariances of scale about 0.3."""
+    means = 2 * torch.rand(k, d, generator=gen, dtype=torch.float64) - 1
+    a = torch.randn(k, d, d, generator=gen, dtype=torch.float64) / math.sqrt(d)
+    covs = 0.09 * (a @ a.transpose(-1, -2) + 0.5 * torch.eye(d, dtype=torch.float64))
+    return toy.GaussianMixture(torch.full((k,), 1.0 / k, dtype=torch.float64), means, covs)
+
+
+def crossover(dims=(1, 2, 3, 4, 6, 8, 10, 12, 16), n=100_000, k=25, dtypes=(torch.float32, torch.float64), repeats=3,
+              progress=True) -> dict:
+    """Seconds of the per-component and the dense path per dimension; the crossover is the largest dimension below
+    which the dense path is faster in every dtype."""
+    gen = torch.Generator().manual_seed(1)
+    rows = []
+    for d in tqdm(dims, desc="crossover", disable=not progress):
+        m = _spread_mixture(d, k, gen)
+        law = m.noised(0.8, 0.5)
+        for dtype in dtypes:
+            x = (law.sample(n, gen)).to(dtype)
+            ref = timeit(lambda: law.score(x, engine="reference"), repeats)
+            den = timeit(lambda: law.score(x, engine="dense"), repeats)
+            rows.append({"dim": d, "dtype": str(dtype).replace("torch.", ""), "reference_seconds": ref, "dense_seconds": den,
+                         "dense_vs_reference": ref / den})
+    faster = [d for d in dims if all(r["dense_vs_reference"] > 1.0 for r in rows if r["dim"] <= d)]
+    return {"points": n, "components": k, "rows": rows, "dense_faster_up_to_dim": max(faster) if faster else 0,
+            "DENSE_MAX_DIM": DENSE_MAX_DIM}
 
 
 def main(argv=None, out: str | None = None, quick: bool = False) -> dict:
@@ -87,7 +147,25 @@ def main(argv=None, out: str | None = None, quick: bool = False) -> dict:
         ap.add_argument("--out", default=None)
         args = ap.parse_args(argv)
         out, quick = args.out, args.quick
-    res = run(sizes=(10_000,), repeats=2) if quick else run()
+    if quick:
+        rows = run(sizes=(10_000,), repeats=2)
+        cross = crossover(dims=(2, 8), n=5_000, repeats=1)
+    else:
+        rows = run()
+        cross = crossover()
+    res = {
+        "benchmark": "exact mixture score throughput (noised law alpha=0.8, sigma=0.5; points 3 N(0, I))",
+        "implementations": {"loop": "loop_score: one component at a time", "einsum": "einsum_score: plain vectorised",
+                            "reference": "toy's per-component path (eigenbases, chunked)",
+                            "dense": "toy's dense path (quadratic features x coefficient table)"},
+        "device": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "rows": rows,
+        "crossover": cross,
+    }
     path = out or str(Path("benchmarks") / "results" / "score_cpu.json")
     write_json(path, res)
     print(f"wrote {path}")
