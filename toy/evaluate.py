@@ -6,8 +6,8 @@ alpha X + sigma Z has covariance U_k diag(alpha^2 lam_k + sigma^2) U_k^T, so a w
 product. The dense path (``toy.dense``) evaluates every component's quadratic form as one product of
 quadratic features with a coefficient table; it is faster in low dimension, for one (alpha, sigma) per batch.
 ``evaluate`` chooses: the dense path where it applies (dimension at most DENSE_MAX_DIM, alpha and sigma the
-same for every point, no gradient through x, float32 or float64), the per-component path elsewhere and at
-the points the dense path flags as losing precision.
+same for every point, at least DENSE_MIN_WORK points x components, no gradient through x, float32 or float64),
+the per-component path elsewhere and at the points the dense path flags as losing precision.
 """
 
 from __future__ import annotations
@@ -21,11 +21,14 @@ import torch
 
 from . import dense
 
-__all__ = ["evaluate", "KINDS", "ENGINES", "DENSE_MAX_DIM", "params"]
+__all__ = ["evaluate", "KINDS", "ENGINES", "DENSE_MAX_DIM", "DENSE_MIN_WORK", "params"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _CHUNK = 1 << 15  # rows evaluated at once by the per-component path; keeps (rows, K, D) temporaries in cache
-DENSE_MAX_DIM = 8  # the dense path is used up to this dimension (crossover measured by ``diffcheck bench scores``)
+# the dense path is used up to this dimension, for batches of at least this many points x components (below it,
+# building its tables costs more than it saves); both crossovers are measured by ``diffcheck bench scores``
+DENSE_MAX_DIM = 8
+DENSE_MIN_WORK = 16384
 _TABLES_KEPT = 64  # dense tables kept per mixture (samplers revisit the same times)
 
 KINDS = ("log_prob", "responsibilities", "log_class_posterior", "score", "posterior_mean", "posterior_cov")
@@ -196,6 +199,8 @@ def _dense(mixture, kind, x, a, s, yi, forced: bool):
         why = "x requires a gradient"
     elif not forced and mixture._dim > DENSE_MAX_DIM:
         why = f"dimension {mixture._dim} > {DENSE_MAX_DIM}"
+    elif not forced and x.numel() // mixture._dim * mixture.num_components < DENSE_MIN_WORK:
+        why = "batch too small"
     t = None
     if why is None:
         t = _tables(mixture, float(a.reshape(-1)[0]), float(s.reshape(-1)[0]), x.dtype, x.device)

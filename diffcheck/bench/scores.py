@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 import toy
-from toy.evaluate import DENSE_MAX_DIM
+from toy.evaluate import DENSE_MAX_DIM, DENSE_MIN_WORK
 from diffcheck.io import write_json
 
 __all__ = ["loop_score", "einsum_score", "mixture", "run", "crossover", "main"]
@@ -119,24 +119,42 @@ def _spread_mixture(d: int, k: int, gen: torch.Generator) -> toy.GaussianMixture
     return toy.GaussianMixture(torch.full((k,), 1.0 / k, dtype=torch.float64), means, covs)
 
 
-def crossover(dims=(1, 2, 3, 4, 6, 8, 10, 12, 16), n=100_000, k=25, dtypes=(torch.float32, torch.float64), repeats=3,
-              progress=True) -> dict:
-    """Seconds of the per-component and the dense path per dimension; the crossover is the largest dimension below
-    which the dense path is faster in every dtype."""
+def crossover(dims=(1, 2, 3, 4, 6, 8, 10, 12, 16), n=100_000, k=25, batches=(64, 256, 1024, 4096, 16384),
+              comps=(3, 25), dtypes=(torch.float32, torch.float64), repeats=3, progress=True) -> dict:
+    """Where the dense path stops paying: per dimension (n points, k components), and per batch size in 2-D with the
+    dense tables built afresh at every call (as a sampler's new time step does)."""
     gen = torch.Generator().manual_seed(1)
-    rows = []
-    for d in tqdm(dims, desc="crossover", disable=not progress):
+    by_dim = []
+    for d in tqdm(dims, desc="crossover in dimension", disable=not progress):
         m = _spread_mixture(d, k, gen)
         law = m.noised(0.8, 0.5)
         for dtype in dtypes:
-            x = (law.sample(n, gen)).to(dtype)
+            x = law.sample(n, gen).to(dtype)
             ref = timeit(lambda: law.score(x, engine="reference"), repeats)
             den = timeit(lambda: law.score(x, engine="dense"), repeats)
-            rows.append({"dim": d, "dtype": str(dtype).replace("torch.", ""), "reference_seconds": ref, "dense_seconds": den,
-                         "dense_vs_reference": ref / den})
-    faster = [d for d in dims if all(r["dense_vs_reference"] > 1.0 for r in rows if r["dim"] <= d)]
-    return {"points": n, "components": k, "rows": rows, "dense_faster_up_to_dim": max(faster) if faster else 0,
-            "DENSE_MAX_DIM": DENSE_MAX_DIM}
+            by_dim.append({"dim": d, "dtype": str(dtype).replace("torch.", ""), "reference_seconds": ref,
+                           "dense_seconds": den, "dense_vs_reference": ref / den})
+    by_batch = []
+    for kk in comps:
+        m = _spread_mixture(2, kk, gen)
+        law = m.noised(0.8, 0.5)
+
+        def fresh(x):
+            m._dense.clear()
+            return law.score(x, engine="dense")
+
+        for size in tqdm(batches, desc=f"crossover in batch size, K={kk}", disable=not progress):
+            x = law.sample(size, gen)
+            ref = timeit(lambda: law.score(x, engine="reference"), 5 * repeats)
+            den = timeit(lambda: fresh(x), 5 * repeats)
+            by_batch.append({"points": size, "components": kk, "dtype": "float64", "reference_seconds": ref,
+                             "dense_seconds_with_tables": den, "dense_vs_reference": ref / den})
+    faster = [d for d in dims if all(r["dense_vs_reference"] > 1.0 for r in by_dim if r["dim"] <= d)]
+    wins = [r["points"] * r["components"] for r in by_batch if r["dense_vs_reference"] > 1.0]
+    return {"by_dim": {"points": n, "components": k, "rows": by_dim}, "by_batch": by_batch,
+            "dense_faster_up_to_dim": max(faster) if faster else 0,
+            "dense_faster_from_point_components": min(wins) if wins else None,
+            "DENSE_MAX_DIM": DENSE_MAX_DIM, "DENSE_MIN_WORK": DENSE_MIN_WORK}
 
 
 def main(argv=None, out: str | None = None, quick: bool = False) -> dict:
@@ -149,7 +167,7 @@ def main(argv=None, out: str | None = None, quick: bool = False) -> dict:
         out, quick = args.out, args.quick
     if quick:
         rows = run(sizes=(10_000,), repeats=2)
-        cross = crossover(dims=(2, 8), n=5_000, repeats=1)
+        cross = crossover(dims=(2, 8), n=5_000, batches=(256, 4096), repeats=1)
     else:
         rows = run()
         cross = crossover()
