@@ -46,6 +46,7 @@ class Params:
     evecs_cat: torch.Tensor  # (D, K*D) = [U_1 ... U_K]: x @ evecs_cat gives every x U_k at once
     means_rot: torch.Tensor  # (K, D), row k = mu_k^T U_k
     class_logmask: torch.Tensor  # (C, K): 0 where component k has class c, -inf elsewhere
+    scalar_terms: OrderedDict  # (alpha, sigma) -> (1/var (K, D), log pi_k - log det / 2 - D/2 log 2 pi (K,), alpha mu_k^T U_k)
 
 
 def params(mixture, dtype: torch.dtype, device: torch.device) -> Params:
@@ -69,6 +70,7 @@ def params(mixture, dtype: torch.dtype, device: torch.device) -> Params:
             evecs_cat=evecs.permute(1, 0, 2).reshape(mixture._dim, -1).to(**kw),
             means_rot=torch.einsum("kd,kde->ke", mixture._means.to(torch.float64), evecs).to(**kw),
             class_logmask=mask.to(**kw),
+            scalar_terms=OrderedDict(),
         )
         mixture._cache[key] = p
     return p
@@ -79,18 +81,39 @@ def _rotate_back(coef: torch.Tensor, p: Params) -> torch.Tensor:
     return coef.reshape(*coef.shape[:-2], -1) @ p.evecs_cat.T
 
 
-def parts(p: Params, x: torch.Tensor, a: torch.Tensor, s: torch.Tensor, yi: torch.Tensor | None):
-    """Rotated residuals z (…,K,D), inverse variances (…,K,D) and log pi_k N_k(x) (…,K), per component."""
-    a3 = a[..., None, None]
-    s3 = s[..., None, None]
-    var = a3 * a3 * p.evals + s3 * s3
+def _terms(p: Params, a: torch.Tensor, s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-component terms of the law for one (alpha, sigma), kept for the next call at the same scales."""
+    key = (float(a), float(s))
+    hit = p.scalar_terms.get(key)
+    if hit is not None:
+        p.scalar_terms.move_to_end(key)
+        return hit
+    var = a * a * p.evals + s * s
     if bool((var <= 0).any()):
         raise ValueError("the density is singular here: a component covariance has a zero eigenvalue and sigma = 0")
-    inv_var = 1.0 / var
+    offset = p.log_weights - 0.5 * (torch.log(var).sum(-1) + p.means.shape[1] * _LOG_2PI)
+    hit = p.scalar_terms[key] = (1.0 / var, offset, a * p.means_rot)
+    if len(p.scalar_terms) > _TABLES_KEPT:
+        p.scalar_terms.popitem(last=False)
+    return hit
+
+
+def parts(p: Params, x: torch.Tensor, a: torch.Tensor, s: torch.Tensor, yi: torch.Tensor | None):
+    """Rotated residuals z (…,K,D), inverse variances (…,K,D) and log pi_k N_k(x) (…,K), per component."""
     k, dim = p.means.shape
-    z = (x @ p.evecs_cat).reshape(*x.shape[:-1], k, dim) - a3 * p.means_rot
-    logn = -0.5 * ((z * z * inv_var).sum(-1) + torch.log(var).sum(-1) + dim * _LOG_2PI)
-    logj = p.log_weights + logn
+    if a.ndim == 0 and s.ndim == 0:
+        inv_var, offset, shift = _terms(p, a, s)
+        z = (x @ p.evecs_cat).reshape(*x.shape[:-1], k, dim) - shift
+        logj = offset - 0.5 * (z * z * inv_var).sum(-1)
+    else:
+        a3 = a[..., None, None]
+        s3 = s[..., None, None]
+        var = a3 * a3 * p.evals + s3 * s3
+        if bool((var <= 0).any()):
+            raise ValueError("the density is singular here: a component covariance has a zero eigenvalue and sigma = 0")
+        inv_var = 1.0 / var
+        z = (x @ p.evecs_cat).reshape(*x.shape[:-1], k, dim) - a3 * p.means_rot
+        logj = p.log_weights - 0.5 * ((z * z * inv_var).sum(-1) + torch.log(var).sum(-1) + dim * _LOG_2PI)
     if yi is not None:
         logj = logj + p.class_logmask[yi]
     return z, inv_var, logj

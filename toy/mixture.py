@@ -26,6 +26,11 @@ from .validate import (
 
 __all__ = ["GaussianMixture", "NoisedMixture", "SequenceMixture"]
 
+def _broadcastable(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether shapes a and b broadcast together."""
+    return all(i == j or i == 1 or j == 1 for i, j in zip(reversed(a), reversed(b)))
+
+
 class _MixtureLaw:
     """Pointwise exact quantities of sum_k pi_k N(alpha mu_k, alpha^2 S_k + sigma^2 I)."""
 
@@ -63,13 +68,11 @@ class _MixtureLaw:
         a = a.to(dtype=x.dtype, device=x.device)
         s = s.to(dtype=x.dtype, device=x.device)
         batch = x.shape[:-1]
-        try:
-            torch.broadcast_shapes(a.shape, batch)
-        except RuntimeError:
+        if not _broadcastable(a.shape, batch):
             raise ValueError(
                 f"alpha and sigma of shape {tuple(a.shape)} do not broadcast against the batch shape "
                 f"{tuple(batch)} of x"
-            ) from None
+            )
         return a, s
 
     def _label_index(self, y: Any, batch: torch.Size, device) -> torch.Tensor:
@@ -80,10 +83,8 @@ class _MixtureLaw:
         known = torch.isin(y, m._classes.to(device))
         if not bool(known.all()):
             raise ValueError(f"y holds labels outside the mixture's classes {m._classes.tolist()}")
-        try:
-            torch.broadcast_shapes(y.shape, batch)
-        except RuntimeError:
-            raise ValueError(f"y of shape {tuple(y.shape)} does not broadcast against the batch shape {tuple(batch)}") from None
+        if not _broadcastable(y.shape, batch):
+            raise ValueError(f"y of shape {tuple(y.shape)} does not broadcast against the batch shape {tuple(batch)}")
         return torch.searchsorted(m._classes.to(device), y.contiguous())
 
     def _run(self, kind: str, x: Any, y: Any, engine: str = "auto") -> torch.Tensor:
@@ -346,10 +347,8 @@ class NoisedMixture(_MixtureLaw):
             raise ValueError(f"alpha must be non-negative, got minimum {float(a.min()):.6g}")
         if bool((s < 0).any()):
             raise ValueError(f"sigma must be non-negative, got minimum {float(s.min()):.6g}")
-        try:
-            torch.broadcast_shapes(a.shape, s.shape)
-        except RuntimeError:
-            raise ValueError(f"alpha of shape {tuple(a.shape)} and sigma of shape {tuple(s.shape)} do not broadcast") from None
+        if not _broadcastable(a.shape, s.shape):
+            raise ValueError(f"alpha of shape {tuple(a.shape)} and sigma of shape {tuple(s.shape)} do not broadcast")
         self.mixture = mixture
         self.alpha = a
         self.sigma = s
