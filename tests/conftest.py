@@ -36,15 +36,13 @@ _SHARED_CACHES = {
 }
 
 
-def _group_shared_caches(items):
-    for item in items:
-        group = next((g for g, keys in _SHARED_CACHES.items() if any(k in item.nodeid for k in keys)), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_itemcollected(item):
+    group = next((g for g, keys in _SHARED_CACHES.items() if any(k in item.nodeid for k in keys)), None)
+    if group is not None:
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_collection_modifyitems(config, items):
-    _group_shared_caches(items)
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
