@@ -15,7 +15,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 import toy
@@ -101,7 +101,6 @@ def _excess(law, x, kind: str, y=None) -> float:
     return float((diff / (RTOL * kappa)).max())
 
 
-@settings(max_examples=120)
 @given(hard_mixtures())
 def test_dense_agrees_with_per_component_path(case):
     m, a, s = case

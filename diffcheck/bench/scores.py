@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 import platform
 import statistics
 import time
@@ -178,6 +179,7 @@ def main(argv=None, out: str | None = None, quick: bool = False) -> dict:
                             "dense": "toy's dense path (quadratic features x coefficient table)"},
         "device": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
