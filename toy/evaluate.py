@@ -26,7 +26,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 _CHUNK = 1 << 15  # rows evaluated at once by the per-component path; keeps (rows, K, D) temporaries in cache
 # the dense path is used up to this dimension, for batches of at least this many points x components (below it,
 # building its tables costs more than it saves); both crossovers are measured by ``diffcheck bench scores``
-DENSE_MAX_DIM = 8
+DENSE_MAX_DIM = 12
 DENSE_MIN_WORK = 16384
 _TABLES_KEPT = 64  # dense tables kept per mixture (samplers revisit the same times)
 

@@ -120,7 +120,7 @@ def _spread_mixture(d: int, k: int, gen: torch.Generator) -> toy.GaussianMixture
     return toy.GaussianMixture(torch.full((k,), 1.0 / k, dtype=torch.float64), means, covs)
 
 
-def crossover(dims=(1, 2, 3, 4, 6, 8, 10, 12, 16), n=100_000, k=25, batches=(64, 256, 1024, 4096, 16384),
+def crossover(dims=(1, 2, 3, 4, 6, 8, 12, 16, 20, 24), n=100_000, k=25, batches=(64, 256, 1024, 4096, 16384),
               comps=(3, 25), dtypes=(torch.float32, torch.float64), repeats=3, progress=True) -> dict:
     """Where the dense path stops paying: per dimension (n points, k components), and per batch size in 2-D with the
     dense tables built afresh at every call (as a sampler's new time step does)."""
