@@ -80,7 +80,7 @@ def classifier_grad(classifier: Any, x: torch.Tensor, t: Any, y: Any) -> torch.T
 
 
 class ClassifierGuided:
-    """Algorithm 2 of Dhariwal & Nichol (2021) as a model: eps_hat = eps - sigma_t * scale * grad log p(y | x_t).
+    """Dhariwal & Nichol 2021, Algorithm 2, as a model: eps_hat = eps - sigma_t * scale * grad log p(y | x_t).
 
     With scale = 1 and the exact classifier this is the exact class-conditional eps
     (the conditional score is the unconditional score plus grad log p(y | x_t)). The
@@ -142,7 +142,7 @@ def classifier_guided_ancestral_step(
     variance: str = "beta_tilde",
     coef: Coefficients | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Algorithm 1 of Dhariwal & Nichol (2021): x_s ~ N(mu + scale * Sigma * grad log p(y | x_t), Sigma).
+    """Dhariwal & Nichol 2021, Algorithm 1: x_s ~ N(mu + scale * Sigma * grad log p(y | x_t), Sigma).
 
     mu and Sigma are the ancestral step's (``ancestral_moments``), Sigma per coordinate with ``variance="learned"``.
     """

@@ -1,6 +1,7 @@
 """The equation index: citations read unambiguously, every source names its paper, and docs/equations.md is current."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,32 @@ def test_every_sampler_paper_and_check_source_cites_with_author_and_year():
     assert len(texts) > 80
     bare = {name: E.bare_references(text) for name, text in texts.items() if E.bare_references(text)}
     assert not bare, bare
+
+
+def _docstrings_and_comments(path):
+    """(line, text) of every docstring and comment of a Python file."""
+    import ast
+    import io
+    import tokenize
+
+    src = path.read_text(encoding="utf-8")
+    found = [(getattr(node, "lineno", 1), ast.get_docstring(node)) for node in ast.walk(ast.parse(src))
+             if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and ast.get_docstring(node)]
+    found += [(tok.start[0], tok.string) for tok in tokenize.generate_tokens(io.StringIO(src).readline) if tok.type == tokenize.COMMENT]
+    return found
+
+
+def test_no_docstring_or_comment_holds_a_bare_reference():
+    """Every docstring and comment of the code, tests and tools cites "Author YEAR, Eq. N", never a bare "Eq. N".
+
+    The equation index's own module and its tests are exempt: they show bare references as examples."""
+    exempt = {E.REPO / "diffcheck" / "equations.py", Path(__file__).resolve()}
+    files = [f for top in ("diffcheck", "toy", "tests", "tools", "benchmarks") for f in sorted((E.REPO / top).glob("**/*.py"))
+             if f not in exempt]
+    assert len(files) > 150
+    bare = [f"{f.relative_to(E.REPO)}:{line}: {refs}" for f in files for line, text in _docstrings_and_comments(f)
+            if (refs := E.bare_references(text))]
+    assert not bare, "\n".join(bare)
 
 
 def test_docs_equations_md_is_current():

@@ -30,7 +30,7 @@ def two_modes(**kw: Any) -> GaussianMixture:
 
 
 def three_classes(radius: float = 1.5, std: float = 1.0, **kw: Any) -> GaussianMixture:
-    """Three isotropic Gaussian classes in 2D, equal weights, means on a circle (as in CFG's Figure 2).
+    """Three isotropic Gaussian classes in 2D, equal weights, means on a circle (as in Ho & Salimans 2021, Fig. 2).
 
     The means sit at angles 90, 210 and 330 degrees; with the default radius 1.5 and
     standard deviation 1 the classes overlap, as in the figure of Ho & Salimans (2021).

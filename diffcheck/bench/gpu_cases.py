@@ -11,7 +11,7 @@ Families (one network, or a network and its classifier, on one process):
   its noisy classifier at 64 px as guided-diffusion builds it for that size: ``adm_classifier_128`` with
   image_size 64, channel_mult (1, 2, 3, 4), depth 4 (``--classifier_depth 4``), width 128, attention
   at 32, 16, 8, attention pooling (65,438,568 parameters). DDIM-50 with classifier guidance, scale 1
-  (Algorithm 2): each evaluation adds a classifier forward and a backward pass to x.
+  (Dhariwal & Nichol 2021, Algorithm 2): each evaluation adds a classifier forward and a backward pass to x.
 - ``ncsnv2``: NCSNv2, CIFAR-10 (Song & Ermon 2020; 29,694,083) with its 232-level geometric ladder from
   50 to 0.01, annealed Langevin with 5 steps per level, technique-4 step size and the final denoising
   step (1161 NFE).

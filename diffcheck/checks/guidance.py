@@ -67,7 +67,7 @@ def scale_one_is_conditional(n: int = 128, seed: int = 61) -> Outcome:
         y = torch.randint(0, 3, (n,), generator=gen)
         exact_c = ExactModel(m, p, "eps").eps(x, t, y)
         worst2 = max(worst2, float((guided(x, t, y=y) - exact_c).abs().max() / (1 + exact_c.abs().max())))
-        # Algorithm 1: shift Sigma * grad log p(y|x_t) vs the conditional model's ancestral mean minus the unconditional one
+        # Dhariwal & Nichol 2021, Algorithm 1: shift Sigma * grad log p(y|x_t) vs the conditional model's ancestral mean minus the unconditional one
         c = S.coefficients(p, t, s)
         shift = c.beta_tilde * clf.grad(x, t, y)
         zero = lambda like: torch.zeros_like(like)

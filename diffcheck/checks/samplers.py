@@ -1,5 +1,5 @@
-"""Checks of the samplers on exact models: their laws on three presets, NCSN's Figure 3 and NCSNv2's technique 4 through
-the Langevin samplers, the predictor-corrector's corrector, and batch independence.
+"""Checks of the samplers on exact models: their laws on three presets, Song & Ermon 2019, Fig. 3 and Song & Ermon 2020, technique 4
+through the Langevin samplers, the predictor-corrector's corrector, and batch independence.
 
 Convergence orders are in ``orders``, DDIM's identities in ``ddim``, the likelihood in ``likelihood``.
 """
@@ -99,7 +99,7 @@ def samplers_exact_law(n: int = 2000, seed: int = 40, alpha: float = 1e-3, cases
                    {"failures": failures, "p_values": table})
 
 
-# -- NCSN's Figure 3 and NCSNv2's technique 4 through the samplers --------------------------------------
+# -- Song & Ermon 2019, Fig. 3 and Song & Ermon 2020, technique 4, through the samplers ----------------------------------
 
 
 def _basin_share(m: toy.GaussianMixture, lim: float = 8.0, n: int = 160) -> float:

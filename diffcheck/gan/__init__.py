@@ -6,7 +6,7 @@ Modules, one concept each:
 - ``timesteps``: the step law p_pi, the paper's and the official code's (``t_probs``, ``TimestepSampler``);
 - ``controller``: T <- T + sign(r_d - d_target) C (``AdaptiveT``, ``official_step``);
 - ``optimal``: the exact optimal discriminator and r_d on Gaussian mixtures;
-- ``divergence``: Jensen-Shannon divergences by quadrature and Monte Carlo (Theorems 1 and 2);
+- ``divergence``: Jensen-Shannon divergences by quadrature and Monte Carlo (Wang et al. 2022, Theorems 1 and 2);
 - ``fit``: fitting D to fixed laws and measuring |D - D*|;
 - ``train``: the two-optimiser loop with checkpoints; ``points`` and ``digits``: the toy and image trainers;
 - ``metrics``: mode coverage and two-sample statistics on mixture toys.

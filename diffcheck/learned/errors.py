@@ -198,7 +198,7 @@ def optimal_log_variance(mixture: GaussianMixture, schedule: Schedule, step: int
 @torch.no_grad()
 def variance_error(model: Any, mixture: GaussianMixture, schedule: Schedule, step: int, n: int,
                    generator: torch.Generator) -> RelativeError:
-    """Root mean square of log Sigma_theta(x_i) - log Sigma*(x_i) (Eq. 15 against the optimal variance), x_i ~ p at
+    """Root mean square of log Sigma_theta(x_i) - log Sigma*(x_i) (Nichol & Dhariwal 2021, Eq. 15, against the optimal variance), x_i ~ p at
     step i of ``schedule`` (which must start at the data): about the relative error of the variance."""
     check_data_schedule(schedule)
     step = check_int(step, "step", minimum=2, maximum=schedule.num_steps)

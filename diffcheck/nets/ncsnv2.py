@@ -2,7 +2,7 @@
 
 Noise input ("sigma"): the official network takes an integer index k into its own geometric ladder
 (CIFAR-10: σ_1 = 50, σ_L = 0.01, L = 232; CelebA 64: σ_1 = 90, L = 500) only to look up σ_k and divide
-the unconditional output by it — technique 3, s_θ(x, σ) = s_θ(x)/σ. The index enters nowhere else, so
+the unconditional output by it — Song & Ermon 2020, technique 3, s_θ(x, σ) = s_θ(x)/σ. The index enters nowhere else, so
 this network takes σ_k itself: ``net(x, σ_k)`` here is the official ``net(x, k)``.
 
 Output ("score"): s_θ(x, σ) ≈ ∇_x log q_σ(x).

@@ -15,7 +15,7 @@ DDPM-lineage U-Net of :mod:`diffcheck.nets.unet`:
    of Shaw et al. 2018 and Raffel et al. 2020; the paper names relative position embeddings, not their form) —
    so that the network orders frames without an absolute notion of time.
 
-Joint image–video training (Section 3): independent images appended as extra frames must not mix with the video,
+Joint image–video training (Ho et al. 2022, Section 3): independent images appended as extra frames must not mix with the video,
 so temporal attention takes a mask ``temporal_mask`` (F, F) or (B, F, F), True where frame i may attend to frame j;
 :func:`joint_training_mask` builds the paper's mask. With the identity mask every frame is processed exactly as
 an image by an image U-Net. Every frame count works.

@@ -1,4 +1,4 @@
-"""Noise-level ladders: NCSN's geometric sigmas, NCSNv2's techniques 1, 2 and 4, and Karras grids."""
+"""Noise-level ladders: NCSN's geometric sigmas, Song & Ermon 2020, techniques 1, 2 and 4, and Karras et al. 2022 grids."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> torch.Tensor
 
 
 def ncsnv2_sigma_max(data: Any, chunk: int = 4096) -> float:
-    """Technique 1 (Song & Ermon 2020, Sec. 3.1): sigma_1 = the largest pairwise Euclidean distance in the data."""
+    """Song & Ermon 2020, technique 1 (Sec. 3.1): sigma_1 = the largest pairwise Euclidean distance in the data."""
     x = as_float_tensor(data, "data")
     if x.ndim < 2 or x.shape[0] < 2:
         raise ValueError(f"data must hold at least 2 points as (N, ...), got shape {tuple(x.shape)}")
@@ -46,7 +46,7 @@ def ncsnv2_sigma_max(data: Any, chunk: int = 4096) -> float:
 
 
 def ncsnv2_overlap(gamma: float, D: int) -> float:
-    """Technique 2's overlap Phi(sqrt(2D)(g-1) + 3g) - Phi(sqrt(2D)(g-1) - 3g) for ratio g = sigma_{i-1}/sigma_i."""
+    """Song & Ermon 2020, technique 2: the overlap Phi(sqrt(2D)(g-1) + 3g) - Phi(sqrt(2D)(g-1) - 3g) for ratio g = sigma_{i-1}/sigma_i."""
     gamma = check_float(gamma, "gamma", low=1.0)
     D = check_int(D, "D", minimum=1)
     a = math.sqrt(2.0 * D) * (gamma - 1.0)
@@ -54,7 +54,7 @@ def ncsnv2_overlap(gamma: float, D: int) -> float:
 
 
 def ncsnv2_gamma(D: int, target: float = 0.5) -> float:
-    """Technique 2: the geometric ratio gamma > 1 whose overlap equals ``target`` in dimension D.
+    """Song & Ermon 2020, technique 2: the geometric ratio gamma > 1 whose overlap equals ``target`` in dimension D.
 
     At gamma = 1 the overlap is Phi(3) - Phi(-3) = 0.9973. It falls to 0 as gamma grows only
     when sqrt(2D) > 3 (D >= 5); in lower dimensions it tends to 1 and no ratio reaches the
@@ -87,7 +87,7 @@ def ncsnv2_num_levels(sigma_max: float, sigma_min: float, gamma: float) -> int:
 
 
 def ncsnv2_variance_ratio(eps: float, gamma: float, sigma_L: float, T: int) -> float:
-    """Technique 4: s_T^2 / sigma_i^2 = (1 - eps/sigma_L^2)^{2T} (gamma^2 - c) + c, c = 2 eps / (sigma_L^2 - sigma_L^2 (1 - eps/sigma_L^2)^2).
+    """Song & Ermon 2020, technique 4: s_T^2 / sigma_i^2 = (1 - eps/sigma_L^2)^{2T} (gamma^2 - c) + c, c = 2 eps / (sigma_L^2 - sigma_L^2 (1 - eps/sigma_L^2)^2).
 
     Exact for data at one point: T steps of x + a s + sqrt(2a) z with a = eps sigma_i^2 / sigma_L^2
     and s = -x / sigma_i^2, started from N(0, sigma_{i-1}^2 I) (Song & Ermon 2020, Sec. 3.3).
@@ -102,7 +102,7 @@ def ncsnv2_variance_ratio(eps: float, gamma: float, sigma_L: float, T: int) -> f
 
 
 def ncsnv2_step_size(gamma: float, sigma_L: float, T: int) -> float:
-    """Technique 4: the step size eps in (0, sigma_L^2) that brings the variance ratio closest to 1.
+    """Song & Ermon 2020, technique 4: the step size eps in (0, sigma_L^2) that brings the variance ratio closest to 1.
 
     The ratio exceeds 1 for every eps (it lies between c > 1 and gamma^2), so this is the
     minimiser of the ratio, found by bounded scalar minimisation in log eps.
@@ -119,7 +119,7 @@ def ncsnv2_step_size(gamma: float, sigma_L: float, T: int) -> float:
 
 
 def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
-    """Karras et al. (2022) Eq. 5: n decreasing noise levels (sigma_max^(1/rho) + i/(n-1)(sigma_min^(1/rho) - sigma_max^(1/rho)))^rho."""
+    """Karras et al. 2022, Eq. 5: n decreasing noise levels (sigma_max^(1/rho) + i/(n-1)(sigma_min^(1/rho) - sigma_max^(1/rho)))^rho."""
     n = check_int(n, "n", minimum=2)
     sigma_min = check_float(sigma_min, "sigma_min", low=0.0, low_open=True)
     sigma_max = check_float(sigma_max, "sigma_max", low=0.0, low_open=True)

@@ -147,7 +147,7 @@ def ncsnv2(
     full: bool = False,
     **model_kwargs: Any,
 ):
-    """NCSNv2's sampler: annealed Langevin in the "full" convention, eps from technique 4 unless given, then denoising.
+    """NCSNv2's sampler: annealed Langevin in the "full" convention, eps from Song & Ermon 2020, technique 4, unless given, then denoising.
 
     Technique 4 needs a geometric ladder: gamma is the ratio of consecutive sigmas of
     ``grid`` (checked to be constant to 1e-6).

@@ -21,7 +21,7 @@ class TrainConfig:
     samples c, c + chunks, ...), each with its own loss, noise seed and dropout seed, and the gradient is their
     mean; ``chunks`` must be a multiple of the number of processes, which share the chunks out. A run with the
     same ``chunks`` therefore computes the same thing on any number of processes. ``None`` means one chunk per
-    process. ``ema_rate``: 0.999 is NCSNv2's technique 5, DDPM uses 0.9999. The learning rate at (0-based)
+    process. ``ema_rate``: 0.999 is Song & Ermon 2020, technique 5, DDPM uses 0.9999. The learning rate at (0-based)
     step s is ``lr · min(1, (s + 1)/warmup_steps)`` (linear warmup, Ho et al. 2020 App. B use 5000 steps).
     """
 

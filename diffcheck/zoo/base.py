@@ -137,7 +137,7 @@ def sd_betas() -> torch.Tensor:
 
 
 def zero_snr(betas: torch.Tensor) -> torch.Tensor:
-    """Lin et al. (2024), Algorithm 1: shift and scale sqrt(alpha_bar) so that it ends at 0 (here at 1e-6: DiscreteVP needs beta < 1)."""
+    """Lin et al. 2024, Algorithm 1: shift and scale sqrt(alpha_bar) so that it ends at 0 (here at 1e-6: DiscreteVP needs beta < 1)."""
     r = torch.cumprod(1 - betas, 0).sqrt()
     r0, rT = r[0].clone(), r[-1].clone()
     r = (r - rT) * r0 / (r0 - rT)

@@ -24,7 +24,7 @@ def karras_ve(mix, form):
     i = torch.arange(n, dtype=torch.float64)
     if form == "buggy":  # sigma_max * (sigma_min^2 / sigma_max^2)^(i / (n - 1))
         s = hi * (lo**2 / hi**2) ** (i / (n - 1))
-    else:  # sqrt(t_i) of Karras et al. (2022), Table 1, VE column
+    else:  # sqrt(t_i) of Karras et al. 2022, Table 1, VE column
         s = hi * (lo / hi) ** (i / (n - 1))
     levels = s.tolist() + [0.0]
     den = exact_denoiser(mix)

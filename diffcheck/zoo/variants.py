@@ -26,7 +26,7 @@ Den = Callable[[torch.Tensor, float], torch.Tensor]
 
 def karras_stochastic(den: Den, x: torch.Tensor, sigmas: list[float], noise, *, s_churn: float, s_min: float, s_max: float,
                       s_noise: float = 1.0) -> torch.Tensor:
-    """Karras et al. (2022) Algorithm 2: churn to sigma_hat, an Euler step, Heun's correction unless sigma_next = 0."""
+    """Karras et al. 2022, Algorithm 2: churn to sigma_hat, an Euler step, Heun's correction unless sigma_next = 0."""
     n = len(sigmas) - 1
     for i in range(n):
         s, s_next = sigmas[i], sigmas[i + 1]

@@ -97,7 +97,7 @@ def test_bound_with_exact_gaussian_reverse_steps_is_entropy_plus_prior_mismatch(
 
 
 def test_fixed_variances_are_exact_for_standard_and_point_data(gen):
-    # DDPM Sec. 3.2: sigma_t^2 = beta_t is optimal for x_0 ~ N(0, I), beta_tilde_t for x_0 at a point
+    # Ho et al. 2020, Sec. 3.2: sigma_t^2 = beta_t is optimal for x_0 ~ N(0, I), beta_tilde_t for x_0 at a point
     sched = _grid(DiscreteVP.linear(), 1000)
     S = elbo.optimal_covariance(toy.single_gaussian([0.0, 0.0], 1.0), sched, 2, gen)[:, 0, 0]
     torch.testing.assert_close(S, sched.beta, rtol=1e-10, atol=0)
@@ -251,7 +251,7 @@ def test_fixed_and_learned_variances():
     ones = torch.ones(1000, 1, dtype=torch.float64)
     torch.testing.assert_close(learned_range(ones, sched, steps)[:, 0], log_beta(sched), rtol=0, atol=1e-15)
     torch.testing.assert_close(learned_range(-ones, sched, steps)[:, 0], clipped_log_beta_tilde(sched), rtol=0, atol=1e-15)
-    # v* inverts Eq. 15, and no clamp is applied outside [-1, 1]
+    # v* inverts Nichol & Dhariwal 2021, Eq. 15, and no clamp is applied outside [-1, 1]
     var = torch.exp(learned_range(2.5 * ones, sched, steps)[:, 0])
     torch.testing.assert_close(2 * optimal_v(var, sched, steps) - 1, torch.full((1000,), 2.5, dtype=torch.float64), rtol=0, atol=1e-6)
     single = discretize(DiscreteVP.linear(100, rescale=True), torch.tensor([0.0, 1.0], dtype=torch.float64))

@@ -2,7 +2,7 @@
 
 A ladder is a decreasing tensor of sigma = sigma(t)/alpha(t) levels, usually ending with 0
 (``append_zero``); on a process it is the grid of times with those levels. The
-constructors are k-diffusion's ``get_sigmas_*`` in float64: Karras et al. (2022, Eq. 5),
+constructors are k-diffusion's ``get_sigmas_*`` in float64: Karras et al. 2022, Eq. 5,
 log-uniform ("exponential"), a power of log sigma ("polyexponential") and the VP SDE's
 sigma(t)/alpha(t) = sqrt(exp(beta_d t^2 / 2 + beta_min t) - 1) at uniform t (Song et al.
 2021, Eq. 33; Karras et al. 2022, Table 1).
@@ -40,7 +40,7 @@ def _range(n: int, sigma_min: float, sigma_max: float) -> tuple[int, float, floa
 
 
 def karras(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0, *, append_zero: bool = True) -> torch.Tensor:
-    """Karras et al. (2022) Eq. 5: n levels from sigma_max to sigma_min, then 0 (``get_sigmas_karras``)."""
+    """Karras et al. 2022, Eq. 5: n levels from sigma_max to sigma_min, then 0 (``get_sigmas_karras``)."""
     n, lo, hi = _range(n, sigma_min, sigma_max)
     return _zero(karras_sigmas(n, lo, hi, rho), append_zero)
 
