@@ -132,11 +132,26 @@ def test_report_arguments_are_checked():
         R.verify_diffusers(schedulers=["ddim-trailing-v"], steps=(5, 10), mixtures=["no_such_preset"], progress=False)
 
 
-def test_learned_range_probe_is_exact_on_trailing_spacing():
-    f = R.probe_learned_range((10,))
-    assert isinstance(f, Record) and f.passed and f.details["size"]["largest_error_trailing"] <= 1e-9
-    # leading spacing ends at index 0 with no noise: Var(x_0 | x_1) is lost, a floor far above round-off
-    assert f.details["size"]["largest_error_leading"] > 1e-5
+def test_learned_range_probe_agrees_with_diffchecks_learned_sampler_and_catches_a_beta_interpolation(monkeypatch):
+    """The exact variance output gives diffcheck's learned-variance law (and, with trailing spacing, the exact law); a
+    variance interpolated in beta instead of log beta (diffusers #2090) does not."""
+    f = R.probe_learned_range((10,), full=20)
+    assert isinstance(f, Record) and f.passed
+    assert f.details["size"]["largest_law_difference"] <= 1e-8 and f.details["size"]["largest_error_trailing"] <= 1e-9
+    from diffusers import DDPMScheduler
+
+    own = DDPMScheduler._get_variance
+
+    def in_beta(self, t, predicted_variance=None, variance_type=None):
+        if (variance_type or self.config.variance_type) != "learned_range":
+            return own(self, t, predicted_variance, variance_type)
+        small, large = own(self, t, None, "fixed_small"), own(self, t, None, "fixed_large")
+        frac = (predicted_variance + 1) / 2
+        return frac * large + (1 - frac) * small
+
+    monkeypatch.setattr(DDPMScheduler, "_get_variance", in_beta)
+    g = R.probe_learned_range((10,), full=20)
+    assert not g.passed and g.details["size"]["largest_law_difference"] > 1e-4
 
 
 def test_narrow_preset_exists_for_the_report():

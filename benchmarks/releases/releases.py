@@ -1,0 +1,144 @@
+"""Run ``diffcheck verify-diffusers`` against the diffusers releases in which catalogued scheduler bugs lived.
+
+Each release gets its own virtual environment (torch 2.13 on CPU, the release, and the
+old versions of its requirements that it needs to import), kept outside the repository.
+diffcheck runs from this checkout (``PYTHONPATH``), so every report measures the same
+diffcheck against a different diffusers.
+
+    python benchmarks/releases/releases.py envs   [--root DIR] [--only 0.25.1 ...]
+    python benchmarks/releases/releases.py run    [--root DIR] [--only ...] [--quick]
+    python benchmarks/releases/releases.py table
+
+``envs`` creates the environments (a release that cannot be installed or imported is
+recorded with its error); ``run`` writes ``reports/diffusers-<release>.json`` and the
+printed report beside it; ``table`` reads the reports and writes ``table.md`` and
+``table.json``: each bug, its release, whether that release installed and imported,
+and whether the report flagged the bug and by which figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+REPORTS = HERE / "reports"
+DEFAULT_ROOT = os.environ.get("DIFFCHECK_RELEASES_ROOT", "/tmp/rel")
+
+# torch is the CPU build the project uses; the rest are diffcheck's own run-time needs
+BASE = ["torch==2.13.0", "scipy==1.17.1", "tqdm==4.70.1", "safetensors==0.8.0"]
+# diffusers before 0.27 imports huggingface_hub.cached_download, removed in huggingface_hub 0.26
+OLD_HUB = ["huggingface_hub==0.25.2"]
+RELEASES: dict[str, list[str]] = {
+    "0.3.0": OLD_HUB + ["numpy==1.26.4"],
+    "0.12.1": OLD_HUB + ["numpy==1.26.4"],
+    "0.14.0": OLD_HUB + ["numpy==1.26.4"],
+    "0.25.1": OLD_HUB,
+    "0.26.2": OLD_HUB,
+    "0.31.0": [],
+    "0.40.0": [],
+}
+
+
+def _python(root: Path, version: str) -> Path:
+    return root / version / "bin" / "python"
+
+
+def _status_path(root: Path, version: str) -> Path:
+    return root / version / "diffcheck-status.json"
+
+
+def _run(cmd: list[str], log, env: dict | None = None, timeout: float | None = None) -> int:
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    return subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, timeout=timeout).returncode
+
+
+def make_env(root: Path, version: str) -> dict:
+    """Create the environment of one release; returns (and stores beside it) whether it installed and imported."""
+    env_dir = root / version
+    env_dir.parent.mkdir(parents=True, exist_ok=True)
+    log_path = root / f"{version}.log"
+    with open(log_path, "w") as log:
+        if not _python(root, version).exists():
+            if _run([sys.executable, "-m", "venv", str(env_dir)], log):
+                return _store(root, version, {"installed": False, "error": "python -m venv failed", "log": str(log_path)})
+        pip = [str(_python(root, version)), "-m", "pip", "install", "-q"]
+        if _run(pip + BASE + RELEASES[version] + [f"diffusers=={version}"], log):
+            return _store(root, version, {"installed": False, "error": _tail(log_path), "log": str(log_path)})
+        probe = "import diffusers, torch, numpy; print(diffusers.__version__, torch.__version__, numpy.__version__)"
+        out = subprocess.run([str(_python(root, version)), "-W", "ignore", "-c", probe], capture_output=True, text=True)
+        if out.returncode:
+            err = (out.stderr.strip().splitlines() or ["(no message)"])[-1]
+            return _store(root, version, {"installed": True, "imports": False, "error": err})
+        freeze = subprocess.run([str(_python(root, version)), "-m", "pip", "freeze"], capture_output=True, text=True).stdout
+        return _store(root, version, {"installed": True, "imports": True, "versions": out.stdout.strip(),
+                                      "freeze": freeze.split()})
+
+
+def _tail(path: Path, n: int = 3) -> str:
+    lines = [l for l in path.read_text().splitlines() if l.strip() and "is ignored" not in l]
+    return " | ".join(lines[-n:])
+
+
+def _store(root: Path, version: str, status: dict) -> dict:
+    status = {"release": version, **status}
+    path = _status_path(root, version)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(status, indent=2) + "\n")
+    return status
+
+
+def run_report(root: Path, version: str, quick: bool) -> dict:
+    """``diffcheck verify-diffusers`` in the release's environment, diffcheck taken from this checkout."""
+    status_file = _status_path(root, version)
+    status = json.loads(status_file.read_text()) if status_file.exists() else {"installed": False, "error": "no environment"}
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    out = REPORTS / f"diffusers-{version}{'-quick' if quick else ''}.json"
+    record = {"release": version, "environment": {k: v for k, v in status.items() if k != "freeze"}}
+    if status.get("imports"):
+        env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+        cmd = [str(_python(root, version)), "-W", "ignore", "-m", "diffcheck.cli", "verify-diffusers", "--out", str(out)]
+        if quick:
+            cmd.append("--quick")
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
+        record.update(returncode=proc.returncode, seconds=round(time.perf_counter() - t0, 1), report=out.name if out.exists() else None)
+        (REPORTS / f"diffusers-{version}{'-quick' if quick else ''}.txt").write_text(
+            proc.stdout + ("" if proc.returncode == 0 else "\n" + proc.stderr[-4000:]))
+        if proc.returncode:
+            record["error"] = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+    (REPORTS / f"run-{version}{'-quick' if quick else ''}.json").write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=("envs", "run", "table"))
+    parser.add_argument("--root", default=DEFAULT_ROOT, help=f"where the environments live (default {DEFAULT_ROOT})")
+    parser.add_argument("--only", nargs="+", choices=sorted(RELEASES), help="these releases only")
+    parser.add_argument("--quick", action="store_true", help="run the report's quick mode")
+    args = parser.parse_args(argv)
+    root = Path(args.root)
+    versions = args.only or list(RELEASES)
+    if args.command == "envs":
+        for v in versions:
+            print(json.dumps({k: s for k, s in make_env(root, v).items() if k != "freeze"}), flush=True)
+    elif args.command == "run":
+        for v in versions:
+            print(json.dumps(run_report(root, v, args.quick)), flush=True)
+    else:
+        from table import write_table  # noqa: PLC0415  (beside this script)
+
+        write_table(REPORTS, HERE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
