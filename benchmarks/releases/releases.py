@@ -33,14 +33,15 @@ DEFAULT_ROOT = os.environ.get("DIFFCHECK_RELEASES_ROOT", "/tmp/rel")
 
 # torch is the CPU build the project uses; the rest are diffcheck's own run-time needs
 BASE = ["torch==2.13.0", "scipy==1.17.1", "tqdm==4.70.1", "safetensors==0.8.0"]
-# diffusers before 0.27 imports huggingface_hub.cached_download, removed in huggingface_hub 0.26
-OLD_HUB = ["huggingface_hub==0.25.2"]
+# diffusers before 0.27 imports huggingface_hub.cached_download, removed in huggingface_hub 0.26; and passes torch
+# scalars to numpy (np.linspace(0, tensor, n) in DPMSolverSinglestepScheduler.set_timesteps), which numpy 2 refuses
+OLD = ["huggingface_hub==0.25.2", "numpy==1.26.4"]
 RELEASES: dict[str, list[str]] = {
-    "0.3.0": OLD_HUB + ["numpy==1.26.4"],
-    "0.12.1": OLD_HUB + ["numpy==1.26.4"],
-    "0.14.0": OLD_HUB + ["numpy==1.26.4"],
-    "0.25.1": OLD_HUB,
-    "0.26.2": OLD_HUB,
+    "0.3.0": OLD,
+    "0.12.1": OLD,
+    "0.14.0": OLD,
+    "0.25.1": OLD,
+    "0.26.2": OLD,
     "0.31.0": [],
     "0.40.0": [],
 }

@@ -152,7 +152,10 @@ def build(config: SchedulerConfig):
     """A fresh scheduler of ``config``, with float64 tables if ``config.float64``."""
     if not isinstance(config, SchedulerConfig):
         raise TypeError(f"config must be a SchedulerConfig, got {type(config).__name__}")
-    sched = _scheduler_class(config.scheduler)(**config.kwargs)
+    try:
+        sched = _scheduler_class(config.scheduler)(**config.kwargs)
+    except NotImplementedError as err:  # an option value the release names but does not implement
+        raise NotApplicable(f"{config.label}: diffusers {diffusers_version()} does not implement it ({err})") from None
     return promote(sched) if config.float64 else sched
 
 

@@ -25,10 +25,14 @@ _SCHEDULES = {"linear": {}, "scaled_linear": {"beta_schedule": "scaled_linear", 
        ["DDIMScheduler()"])
 def probe_leading(steps: Sequence[int], schedules: Sequence[str] = ("linear", "scaled_linear")) -> Outcome:
     """'leading' spacing never evaluates the last training index, so it starts where x_T is not the prior's."""
-    out, worst = [], 0.0
+    out, worst, skipped = [], 0.0, []
     for label in schedules:
         kw = dict(_SCHEDULES[label], **({"steps_offset": 1} if label == "scaled_linear" else {}))
-        lead_cfg = config("DDIMScheduler", **kw)  # the default spacing, leading in every release
+        try:
+            lead_cfg = config("DDIMScheduler", **kw)  # the default spacing, leading in every release
+        except A.NotApplicable as err:  # steps_offset came with diffusers 0.4
+            skipped.append(str(err))
+            continue
         try:
             trail_cfg = config("DDIMScheduler", timestep_spacing="trailing", **{k: v for k, v in kw.items() if k != "steps_offset"})
         except A.NotApplicable:  # before diffusers 0.17 there is no other spacing to compare with
@@ -45,6 +49,8 @@ def probe_leading(steps: Sequence[int], schedules: Sequence[str] = ("linear", "s
                         "leading_error": lead["error"], "leading_error_prior": lead["error_prior"],
                         "trailing_error": trail.get("error"), "trailing_error_prior": trail.get("error_prior")})
             worst = max(worst, lead["error_prior"] - lead["error"])
+    if not out:
+        raise A.NotApplicable("; ".join(skipped))
     return outcome(
         any(r["first_timestep"] < r["last_training_index"] for r in out),
         "x_T ~ N(0, I) is (close to) the marginal at the first timestep",
