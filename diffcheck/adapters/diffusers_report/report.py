@@ -102,7 +102,10 @@ def _not_measured() -> list[dict]:
 
 def _versions() -> dict:
     diffusers = A.require_diffusers()
-    return {"diffusers": diffusers.__version__, "torch": torch.__version__, "python": platform.python_version()}
+    import numpy
+
+    return {"diffusers": diffusers.__version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "python": platform.python_version()}
 
 
 def verify_diffusers(
