@@ -43,6 +43,7 @@ from .probes_steps import (  # noqa: F401
 from .probes_state import probe_add_noise_dtype, probe_few_steps, probe_sigma_range  # noqa: F401
 from .probes_tables import (  # noqa: F401
     probe_ddim_previous,
+    probe_ddpm_previous,
     probe_ddpm_final_noise,
     probe_final_alpha,
     probe_float32_tables,

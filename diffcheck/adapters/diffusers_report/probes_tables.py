@@ -16,7 +16,7 @@ from .cases import FLOAT64_AGREEMENT, NARROW_STD, config, ddim, ddpm, narrow, pr
 from .findings import outcome, probe
 from .measure import law_distance, measure
 
-__all__ = ["probe_leading", "probe_terminal_snr", "probe_final_alpha", "probe_zero_snr_patch", "probe_ddim_previous", "probe_ddpm_final_noise", "probe_float32_tables"]
+__all__ = ["probe_leading", "probe_terminal_snr", "probe_final_alpha", "probe_zero_snr_patch", "probe_ddim_previous", "probe_ddpm_previous", "probe_ddpm_final_noise", "probe_float32_tables"]
 
 _SCHEDULES = {"linear": {}, "scaled_linear": {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}}
 
@@ -167,6 +167,32 @@ def probe_ddim_previous(steps: Sequence[int], extra: Sequence[int] = (30, 64)) -
         {"largest_law_difference": max(r["agreement"] for r in out)},
         "The state is moved to index t - T//N, but the next model call is told the next kept index: the model is evaluated at "
         "a noise level the state does not have.")
+
+
+@probe("ddpm-previous-timestep", "DDPM's previous timestep is the next kept index, also where N does not divide T (trailing)",
+       ["DDPMScheduler(timestep_spacing=trailing)"])
+def probe_ddpm_previous(steps: Sequence[int] = (30, 64)) -> Outcome:
+    """DDPM with trailing spacing at step counts that do not divide T: each step must land on the next kept index."""
+    out = []
+    for n in steps:
+        cfg = config("DDPMScheduler", timestep_spacing="trailing")
+        sched = A.build(cfg)
+        A.set_timesteps(sched, n)
+        ts = [int(v) for v in sched.timesteps]
+        prev = [int(sched.previous_timestep(t)) if hasattr(sched, "previous_timestep") else None for t in ts]
+        gaps = [abs(p - q) for p, q in zip(prev[:-1], ts[1:]) if p is not None]
+        r = measure(probe_case("p", cfg, ddpm("beta_tilde"), True), n)
+        out.append({"steps": n, "largest_index_gap": max(gaps, default=None), "steps_off_grid": sum(g > 0 for g in gaps),
+                    "error": r["error"], "diffcheck_error": r["diffcheck"]["error"], "agreement": r["agreement"]})
+    return outcome(
+        any(r["agreement"] > FLOAT64_AGREEMENT for r in out),
+        "each step lands on the next kept timestep (agreement with diffcheck's DDPM step on the same grid)",
+        out,
+        {"largest_law_difference": max(r["agreement"] for r in out), "steps": [r["steps"] for r in out]},
+        "Trailing spacing at step counts that do not divide T = 1000 keeps indices 33 or 34 apart; a previous timestep "
+        "computed as t - T // N moves the state to another index than the one the next model call is told. Variance "
+        "fixed_small, whose floor adds noise of std 1e-10 on the step into the data.",
+        tolerance=FLOAT64_AGREEMENT, rule="float64 round-off: the same algorithm on the same grid")
 
 
 @probe("ddpm-noise-into-data", "DDPMScheduler adds noise on the step into the data when the last timestep is > 0 (trailing, linspace)",

@@ -45,7 +45,8 @@ def _probes(steps: Sequence[int], quick: bool) -> list[Probe]:
                 (T.probe_zero_snr_patch, (), {}), (Z.probe_add_noise_dtype, (n,), {}), (Z.probe_few_steps, (), {"quick": True})]
     big = tuple(s for s in steps if s >= 50) or tuple(steps[-1:])
     return [(T.probe_leading, ((10, 50),), {}), (T.probe_terminal_snr, (50,), {}), (T.probe_zero_snr_patch, (), {}),
-            (T.probe_final_alpha, (big,), {}), (T.probe_ddim_previous, ((10, 50),), {}), (T.probe_ddpm_final_noise, (big,), {}),
+            (T.probe_final_alpha, (big,), {}), (T.probe_ddim_previous, ((10, 50),), {}), (T.probe_ddpm_previous, (), {}),
+            (T.probe_ddpm_final_noise, (big,), {}),
             (T.probe_float32_tables, (), {}), (P.probe_pndm, (tuple(steps[::2]),), {}), (P.probe_second_order_v, ((10, 50),), {}),
             (P.probe_karras_rounding, (steps,), {}), (P.probe_learned_range, (steps,), {}), (P.probe_score_sde_ve, (), {}),
             (Z.probe_add_noise_dtype, (), {}), (Z.probe_few_steps, (), {}), (Z.probe_sigma_range, (), {})]
