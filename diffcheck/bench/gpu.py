@@ -42,6 +42,7 @@ class Options:
     cpu_compile: bool = False  # on a CPU, run the compiled variants through dynamo's eager backend
     seed: int = 0
     progress: bool = True
+    weights: str | None = None  # a checkpoint that replaces the DDPM family's U-Net (read by diffcheck.nets.load)
 
     def __post_init__(self) -> None:
         if self.device is not None and not isinstance(self.device, str):
@@ -55,6 +56,8 @@ class Options:
             raise ValueError(f"hard_stop_s ({self.hard_stop_s}) must not be under budget_s ({self.budget_s})")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if self.weights is not None and not Path(self.weights).exists():
+            raise ValueError(f"weights: no such file or folder {self.weights!r}")
 
     @property
     def stop_s(self) -> float | None:
@@ -153,7 +156,8 @@ def options_from(args: argparse.Namespace, quick: bool = False) -> Options:
     if args.budget_s is not None and args.budget_s < 0:
         raise ValueError(f"--budget-s must be a positive number of seconds (or 0 for no limit), got {args.budget_s:g}")
     return Options(device="cpu" if dry else args.device, tiny=dry, budget_s=args.budget_s or None, hard_stop_s=args.hard_stop_s,
-                   diffusers=not args.no_diffusers, cpu_compile=args.cpu_compile, progress=not args.quiet)
+                   diffusers=not args.no_diffusers, cpu_compile=args.cpu_compile, progress=not args.quiet,
+                   weights=getattr(args, "weights", None))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -165,10 +169,20 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def user_network(weights: str | Path) -> torch.nn.Module:
+    """The network of a checkpoint (``diffcheck.nets.load``), checked to stand in for the DDPM U-Net."""
+    from ..nets import load
+
+    net = load(None, weights).net
+    C.user_network(net)
+    return net
+
+
 def main(opts: Options, out: str | Path | None = None) -> dict:
     """Run with ``opts``, write the JSON (default ``default_out``) and print the summary table."""
     path = Path(out) if out else default_out(opts)
-    doc = run(opts, path)
+    net = user_network(opts.weights) if opts.weights is not None else None
+    doc = run(opts, path, ddpm_net=net)
     print(table(doc))
     print(f"wrote {path} ({path.with_suffix('.md').name}, {path.with_suffix('.png').name})")
     return doc

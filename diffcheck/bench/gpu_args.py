@@ -9,7 +9,7 @@ __all__ = ["add_arguments", "DEFAULTS", "HARD_STOP_GRACE_S"]
 
 HARD_STOP_GRACE_S = 60.0  # past the budget, a step still running is abandoned and the document closed
 DEFAULTS = {"budget_s": 420.0, "hard_stop_s": None, "dry_run": False, "device": None, "cpu_compile": False,
-            "no_diffusers": False, "quiet": False}
+            "no_diffusers": False, "quiet": False, "weights": None}
 
 
 def add_arguments(ap: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -21,4 +21,6 @@ def add_arguments(ap: argparse.ArgumentParser | argparse._ArgumentGroup) -> None
     ap.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda when present)")
     ap.add_argument("--cpu-compile", action="store_true", help="on a CPU, run the compiled variants through dynamo's eager backend")
     ap.add_argument("--no-diffusers", action="store_true", help="leave diffusers out")
+    ap.add_argument("--weights", metavar="PATH", default=None,
+                    help="benchmark this checkpoint (any file or folder 'diffcheck.nets.load' reads) in place of the DDPM U-Net")
     ap.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
