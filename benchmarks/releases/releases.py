@@ -38,6 +38,7 @@ BASE = ["torch==2.13.0", "scipy==1.17.1", "tqdm==4.70.1", "safetensors==0.8.0"]
 OLD = ["huggingface_hub==0.25.2", "numpy==1.26.4"]
 RELEASES: dict[str, list[str]] = {
     "0.3.0": OLD,
+    "0.9.0": OLD,
     "0.12.1": OLD,
     "0.14.0": OLD,
     "0.25.1": OLD,

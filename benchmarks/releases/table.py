@@ -18,9 +18,10 @@ CURRENT = Path(__file__).resolve().parents[1] / "results" / "diffusers_report.js
 BUGS = [
     {"bug": "diffusers#590", "title": "KarrasVe sigma schedule missing a square", "release": "0.3.0", "fixed_in": "0.4.0 (#627)",
      "evidence": [("finding", "sigma-range")]},
-    {"bug": "diffusers#1512", "title": "Heun's second stage at sigma_hat (v-prediction)", "release": None, "fixed_in": "0.10.0",
+    {"bug": "diffusers#1512", "title": "Heun's second stage at sigma_hat (v-prediction)", "release": "0.9.0", "fixed_in": "0.10.0",
      "note": "never released: HeunDiscreteScheduler (#1336), its v-prediction (#1505) and the fix (#1512) all landed between "
-             "v0.9.0 and v0.10.0", "evidence": []},
+             "v0.9.0 and v0.10.0, so 0.9.0 has no Heun scheduler and 0.10.0 has the fixed one",
+     "evidence": [("configuration", "heun-linspace-v")]},
     {"bug": "diffusers#2090", "title": "learned-range variance interpolated in beta", "release": "0.12.1", "fixed_in": "0.13.0",
      "evidence": [("finding", "learned-range-variance")]},
     {"bug": "diffusers#2094 (#1486)", "title": "DDIM keeps the x_0 output as eps", "release": "0.14.0", "fixed_in": "0.15.0",
@@ -92,7 +93,12 @@ def write_table(reports: Path, out_dir: Path) -> dict:
             row.update(flagged=None, evidence=[], error=run.get("error", "no report"))
         else:
             row["evidence"] = [_evidence(report, *e) for e in bug["evidence"]]
-            row["flagged"] = any(e.get("flagged") for e in row["evidence"])
+            if any(e.get("flagged") for e in row["evidence"]):
+                row["flagged"] = True
+            elif row["evidence"] and all(e["state"] == "not applicable" for e in row["evidence"]):
+                row["flagged"] = "not applicable"
+            else:
+                row["flagged"] = False
             releases[version] = report["summary"]
         if current is not None and bug["evidence"]:
             row["current"] = {"diffusers": current["versions"]["diffusers"],
@@ -109,6 +115,8 @@ def write_table(reports: Path, out_dir: Path) -> dict:
 
 
 def _mark(flag) -> str:
+    if isinstance(flag, str):
+        return flag
     return "-" if flag is None else ("yes" if flag else "no")
 
 
@@ -116,10 +124,9 @@ def _markdown(table: dict) -> str:
     lines = ["# diffcheck verify-diffusers on the releases that had the bugs", "",
              "| bug | last release with it | installed | flagged | by | in the current release |", "|---|---|---|---|---|---|"]
     for r in table["bugs"]:
-        if r.get("release") is None:
-            lines.append(f"| {r['bug']}: {r['title']} | none | - | - | {r['note']} | - |")
-            continue
         by = "; ".join(f"{e['what']} ({e['state']}): {_short(e.get('figure', ''))}" for e in r.get("evidence", [])) or r.get("error", "")
+        if r.get("note"):
+            by += f" ({r['note']})"
         now = r.get("current")
         cur = ("; ".join(f"{e['what']}: {e['state']}" for e in now["evidence"]) + f" ({now['diffusers']})") if now else "-"
         lines.append(f"| {r['bug']}: {r['title']} | {r['release']} (fixed: {r['fixed_in']}) | {_mark(r.get('installed'))} | "
