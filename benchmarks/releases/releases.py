@@ -28,8 +28,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO))
+from diffcheck.io import write_text  # noqa: E402  (standard library only: atomic writes)
+
 REPORTS = HERE / "reports"
-DEFAULT_ROOT = os.environ.get("DIFFCHECK_RELEASES_ROOT", "/tmp/rel")
+DEFAULT_ROOT = os.environ.get("DIFFCHECK_RELEASES_ROOT", str(Path.home() / ".cache" / "diffcheck-releases"))
 
 # torch is the CPU build the project uses; the rest are diffcheck's own run-time needs
 BASE = ["torch==2.13.0", "scipy==1.17.1", "tqdm==4.70.1", "safetensors==0.8.0"]
@@ -93,7 +96,7 @@ def _store(root: Path, version: str, status: dict) -> dict:
     status = {"release": version, **status}
     path = _status_path(root, version)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(status, indent=2) + "\n")
+    write_text(path, json.dumps(status, indent=2) + "\n")
     return status
 
 
@@ -112,11 +115,11 @@ def run_report(root: Path, version: str, quick: bool) -> dict:
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
         record.update(returncode=proc.returncode, seconds=round(time.perf_counter() - t0, 1), report=out.name if out.exists() else None)
-        (REPORTS / f"diffusers-{version}{'-quick' if quick else ''}.txt").write_text(
-            proc.stdout + ("" if proc.returncode == 0 else "\n" + proc.stderr[-4000:]))
+        write_text(REPORTS / f"diffusers-{version}{'-quick' if quick else ''}.txt",
+                   proc.stdout + ("" if proc.returncode == 0 else "\n" + proc.stderr[-4000:]))
         if proc.returncode:
             record["error"] = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-    (REPORTS / f"run-{version}{'-quick' if quick else ''}.json").write_text(json.dumps(record, indent=2) + "\n")
+    write_text(REPORTS / f"run-{version}{'-quick' if quick else ''}.json", json.dumps(record, indent=2) + "\n")
     return record
 
 

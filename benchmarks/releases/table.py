@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from diffcheck.io import write_text
+
 CURRENT = Path(__file__).resolve().parents[1] / "results" / "diffusers_report.json"
 
 # facts from the repository's history (git tag --contains of each fix): see the README of this folder
@@ -109,8 +111,8 @@ def write_table(reports: Path, out_dir: Path) -> dict:
                    "findings_with_errors": s.get("findings_with_errors", []), "discrepancies": s["discrepancies"],
                    "failed": s["failed"]} for v, s in sorted(releases.items(), key=lambda kv: [int(p) for p in kv[0].split(".")])}
     table = {"bugs": rows, "releases": summary}
-    (out_dir / "table.json").write_text(json.dumps(table, indent=2) + "\n")
-    (out_dir / "table.md").write_text(_markdown(table))
+    write_text(out_dir / "table.json", json.dumps(table, indent=2) + "\n")
+    write_text(out_dir / "table.md", _markdown(table))
     return table
 
 
