@@ -6,12 +6,13 @@ diffcheck runs from this checkout (``PYTHONPATH``), so every report measures the
 diffcheck against a different diffusers.
 
     python benchmarks/releases/releases.py envs   [--root DIR] [--only 0.25.1 ...]
-    python benchmarks/releases/releases.py run    [--root DIR] [--only ...] [--quick]
+    python benchmarks/releases/releases.py run    [--root DIR] [--only ...] [--quick | --evidence]
     python benchmarks/releases/releases.py table
 
 ``envs`` creates the environments (a release that cannot be installed or imported is
 recorded with its error); ``run`` writes ``reports/diffusers-<release>.json`` and the
-printed report beside it; ``table`` reads the reports and writes ``table.md`` and
+printed report beside it (``--evidence``: ``diffusers-<release>-evidence.json``, only the
+configurations and probes that the table names for that release's bugs); ``table`` reads the reports and writes ``table.md`` and
 ``table.json``: each bug, its release, whether that release installed and imported,
 and whether the report flagged the bug and by which figure.
 """
@@ -100,26 +101,46 @@ def _store(root: Path, version: str, status: dict) -> dict:
     return status
 
 
-def run_report(root: Path, version: str, quick: bool) -> dict:
-    """``diffcheck verify-diffusers`` in the release's environment, diffcheck taken from this checkout."""
+def evidence_of(version: str) -> tuple[list[str], list[str]]:
+    """The configurations and probes that the table names for the bugs whose report is ``version``'s."""
+    from table import BUGS  # noqa: PLC0415  (beside this script)
+
+    mine = [b for b in BUGS if (b.get("report_of") or b["release"]) == version]
+    configs = [name for b in mine for kind, name in b["evidence"] if kind == "configuration"]
+    probes = [name for b in mine for kind, name in b["evidence"] if kind == "finding"]
+    return list(dict.fromkeys(configs)), list(dict.fromkeys(probes))
+
+
+def run_report(root: Path, version: str, mode: str = "full") -> dict:
+    """``diffcheck verify-diffusers`` in the release's environment, diffcheck taken from this checkout.
+
+    ``mode``: "full" (the command as a user runs it), "quick" (its quick mode) or "evidence" (only the
+    configurations and probes that the table names for this release's bugs, no two-sample tests).
+    """
+    if mode not in ("full", "quick", "evidence"):
+        raise ValueError(f"mode must be full, quick or evidence, got {mode!r}")
+    suffix = "" if mode == "full" else f"-{mode}"
     status_file = _status_path(root, version)
     status = json.loads(status_file.read_text()) if status_file.exists() else {"installed": False, "error": "no environment"}
     REPORTS.mkdir(parents=True, exist_ok=True)
-    out = REPORTS / f"diffusers-{version}{'-quick' if quick else ''}.json"
-    record = {"release": version, "environment": {k: v for k, v in status.items() if k != "freeze"}}
+    out = REPORTS / f"diffusers-{version}{suffix}.json"
+    record = {"release": version, "mode": mode, "environment": {k: v for k, v in status.items() if k != "freeze"}}
     if status.get("imports"):
         env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-        cmd = [str(_python(root, version)), "-W", "ignore", "-m", "diffcheck.cli", "verify-diffusers", "--out", str(out)]
-        if quick:
-            cmd.append("--quick")
+        cmd = [str(_python(root, version)), "-W", "ignore", "-m"]
+        if mode == "evidence":
+            configs, probes = evidence_of(version)
+            cmd += ["diffcheck.adapters.diffusers_report", "--no-two-sample", "--no-progress", "--schedulers", *configs,
+                    "--probes", *probes, "--out", str(out)]
+        else:
+            cmd += ["diffcheck.cli", "verify-diffusers", "--out", str(out)] + (["--quick"] if mode == "quick" else [])
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
         record.update(returncode=proc.returncode, seconds=round(time.perf_counter() - t0, 1), report=out.name if out.exists() else None)
-        write_text(REPORTS / f"diffusers-{version}{'-quick' if quick else ''}.txt",
-                   proc.stdout + ("" if proc.returncode == 0 else "\n" + proc.stderr[-4000:]))
+        write_text(REPORTS / f"diffusers-{version}{suffix}.txt", proc.stdout + ("" if proc.returncode == 0 else "\n" + proc.stderr[-4000:]))
         if proc.returncode:
             record["error"] = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-    write_text(REPORTS / f"run-{version}{'-quick' if quick else ''}.json", json.dumps(record, indent=2) + "\n")
+    write_text(REPORTS / f"run-{version}{suffix}.json", json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -129,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=DEFAULT_ROOT, help=f"where the environments live (default {DEFAULT_ROOT})")
     parser.add_argument("--only", nargs="+", choices=sorted(RELEASES), help="these releases only")
     parser.add_argument("--quick", action="store_true", help="run the report's quick mode")
+    parser.add_argument("--evidence", action="store_true",
+                        help="run only the configurations and probes the table names for each release's bugs")
     args = parser.parse_args(argv)
     root = Path(args.root)
     versions = args.only or list(RELEASES)
@@ -137,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: s for k, s in make_env(root, v).items() if k != "freeze"}), flush=True)
     elif args.command == "run":
         for v in versions:
-            print(json.dumps(run_report(root, v, args.quick)), flush=True)
+            mode = "evidence" if args.evidence else ("quick" if args.quick else "full")
+            print(json.dumps(run_report(root, v, mode)), flush=True)
     else:
         from table import write_table  # noqa: PLC0415  (beside this script)
 

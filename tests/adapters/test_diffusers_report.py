@@ -243,3 +243,13 @@ def test_reach_verdict_needs_the_gap_beyond_twice_the_discretisation_error():
     assert reach_verdict([dict(row, data_gap=0.3)], "narrow") is not None
     assert reach_verdict([dict(row, data_gap=0.19)], "narrow") is None
     assert reach_verdict([dict(row, data_gap=0.0)], "narrow") is None
+
+
+def test_a_report_can_be_narrowed_to_named_configurations_and_probes():
+    """What the release runner's evidence runs use: no configuration, one probe, no two-sample test."""
+    report = R.verify_diffusers(schedulers=[], progress=False, mixtures=(), probes=["float32-tables"])
+    assert report["configurations"] == [] and [f["id"] for f in report["findings"]] == ["float32-tables"]
+    assert report["selection"] == {"schedulers": [], "probes": ["float32-tables"]} and report["findings_not_run"] == []
+    assert "float32-tables" in R.format_report(report)
+    with pytest.raises(ValueError, match="probes: unknown ids"):
+        R.verify_diffusers(schedulers=[], progress=False, probes=["no-such-probe"])

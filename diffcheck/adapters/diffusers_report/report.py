@@ -120,7 +120,7 @@ def verify_diffusers(
     n_two_sample: int | None = None,
     alpha: float = 1e-3,
     index_shift: int = 0,
-    probes: bool = True,
+    probes: bool | Sequence[str] = True,
 ) -> dict:
     """Measure diffusers' schedulers against the exact answer and diffcheck's samplers; JSON-safe, written atomically to ``out``.
 
@@ -130,7 +130,8 @@ def verify_diffusers(
     names toy presets for the two-sample tests (default: anisotropic and narrow; quick:
     anisotropic), run at the largest step count with ``n_two_sample`` samples each, at a
     total false-alarm rate ``alpha`` (Bonferroni). ``index_shift`` mis-maps every model
-    time by that many training indices (to show that the report notices).
+    time by that many training indices (to show that the report notices). ``schedulers=[]``
+    measures no configuration; ``probes`` is True (all), False (none) or the ids of the probes to run.
     """
     if steps == DEFAULT_STEPS and quick:
         steps = QUICK_STEPS
@@ -138,11 +139,20 @@ def verify_diffusers(
     if len(steps) < 2 or any(s < 2 for s in steps) or list(steps) != sorted(set(steps)):
         raise ValueError(f"steps must be at least two increasing step counts >= 2, got {steps}")
     chosen = quick_cases() if quick else cases()
-    if schedulers:
+    if schedulers is not None and len(schedulers) == 0:
+        chosen = []
+    elif schedulers:
         keys = [str(k).lower() for k in schedulers]
         chosen = [c for c in chosen if any(k in c.name.lower() or k in c.config.scheduler.lower() for k in keys)]
         if not chosen:
             raise ValueError(f"schedulers: no configuration matches {list(schedulers)}")
+    planned = _probes(steps, quick)
+    if not isinstance(probes, bool):
+        wanted = [str(p) for p in probes]
+        known = {fn.check_id for fn, _, _ in planned}
+        if any(p not in known for p in wanted):
+            raise ValueError(f"probes: unknown ids {sorted(set(wanted) - known)}; known: {sorted(known)}")
+        planned = [p for p in planned if p[0].check_id in wanted]
     mixtures = tuple(mixtures) if mixtures is not None else (("anisotropic",) if quick else ("anisotropic", "narrow"))
     for name in mixtures:
         if not callable(getattr(toy, name, None)):
@@ -159,8 +169,8 @@ def verify_diffusers(
         res.setdefault("two_sample", []).append(two_sample(case, preset, steps[-1], n_mc, each, seed=1000 + len(res.get("two_sample", []))))
     findings: list[Record] = []
     skipped: list[dict] = []
-    if probes and index_shift == 0:
-        for probe in tqdm(_probes(steps, quick), desc="probes", file=sys.stderr, disable=not progress):
+    if probes is not False and index_shift == 0:
+        for probe in tqdm(planned, desc="probes", file=sys.stderr, disable=not progress):
             got = _run_probe(probe)
             (findings if isinstance(got, Record) else skipped).append(got)
         if P.higher_order(results):
@@ -173,6 +183,8 @@ def verify_diffusers(
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": _versions(),
         "quick": bool(quick),
+        "selection": {"schedulers": None if schedulers is None else list(schedulers),
+                      "probes": probes if isinstance(probes, bool) else list(probes)},
         "steps": list(steps),
         "index_shift": index_shift,
         "metric": "|m - m*| / sqrt(tr C*) + |C - C*|_F / tr C* between Gaussian laws N(m, C) and N(m*, C*)",
