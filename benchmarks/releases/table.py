@@ -1,6 +1,7 @@
 """The releases table: each catalogued diffusers scheduler bug, the last release that had it, and what its report says.
 
-Reads ``reports/diffusers-<release>.json`` (written by ``releases.py run``) and, as the
+Reads ``reports/diffusers-<release>.json`` (written by ``releases.py run``; where it is missing,
+``diffusers-<release>-evidence.json`` from ``run --evidence``) and, as the
 fixed control, the committed report of the diffusers the test extra installs
 (``benchmarks/results/diffusers_report.json``); writes ``table.md`` and ``table.json``.
 A bug is flagged when the report's configuration named for it is a discrepancy or failed,
@@ -85,10 +86,13 @@ def write_table(reports: Path, out_dir: Path) -> dict:
             row.update(installed=None, flagged=None, evidence=[])
             rows.append(row)
             continue
-        run = _load(reports / f"run-{version}.json") or {}
+        # the full report where it exists, else the evidence run (only the records named for the bugs)
+        suffix = "" if (reports / f"diffusers-{version}.json").exists() else "-evidence"
+        run = _load(reports / f"run-{version}{suffix}.json") or {}
         env = run.get("environment", {})
-        report = _load(reports / f"diffusers-{version}.json")
-        row["report"] = f"reports/diffusers-{version}.json" if report else None
+        report = _load(reports / f"diffusers-{version}{suffix}.json")
+        row["report"] = f"reports/diffusers-{version}{suffix}.json" if report else None
+        row["report_kind"] = "full" if not suffix else "evidence"
         row["installed"] = bool(env.get("installed")) and bool(env.get("imports"))
         if not row["installed"]:
             row.update(flagged=None, evidence=[], error=env.get("error", "no environment"))
@@ -102,7 +106,8 @@ def write_table(reports: Path, out_dir: Path) -> dict:
                 row["flagged"] = "not applicable"
             else:
                 row["flagged"] = False
-            releases[version] = report["summary"]
+            if not suffix:
+                releases[version] = report["summary"]
         if current is not None and bug["evidence"]:
             row["current"] = {"diffusers": current["versions"]["diffusers"],
                               "evidence": [_evidence(current, *e) for e in bug["evidence"]]}
@@ -132,7 +137,8 @@ def _markdown(table: dict) -> str:
             by += f" ({r['note']})"
         now = r.get("current")
         cur = ("; ".join(f"{e['what']}: {e['state']}" for e in now["evidence"]) + f" ({now['diffusers']})") if now else "-"
-        lines.append(f"| {r['bug']}: {r['title']} | {r['release']} (fixed: {r['fixed_in']}) | {_mark(r.get('installed'))} | "
+        kind = " [evidence run]" if r.get("report_kind") == "evidence" else ""
+        lines.append(f"| {r['bug']}: {r['title']} | {r['release']}{kind} (fixed: {r['fixed_in']}) | {_mark(r.get('installed'))} | "
                      f"{_mark(r.get('flagged'))} | {by} | {cur} |")
     lines += ["", "## Per release", "", "| release | configurations | not applicable | probes not applicable | errors | discrepancies | failed |",
               "|---|---|---|---|---|---|---|"]

@@ -64,3 +64,18 @@ def test_flagged_by_its_own_record_not_applicable_where_the_release_cannot_expre
     assert "| a: caught | 1.0 (fixed: 1.1) | yes | yes |" in md
     assert "| c: cannot be expressed | 0.9 (fixed: 1.0) | yes | not applicable |" in md and "no such class" in md
     assert json.loads((tmp_path / "table.json").read_text())["releases"]["1.0"]["discrepancies"] == ["x"]
+
+
+def test_the_full_report_is_preferred_and_an_evidence_run_is_marked(table, tmp_path, monkeypatch):
+    monkeypatch.setattr(table, "BUGS", [{"bug": "a", "title": "t", "release": "1.0", "fixed_in": "1.1", "evidence": [("configuration", "x")]}])
+    monkeypatch.setattr(table, "CURRENT", tmp_path / "absent.json")
+    reports = tmp_path / "reports"
+    _write(reports, "1.0", None)
+    (reports / "run-1.0-evidence.json").write_text(json.dumps({"environment": {"installed": True, "imports": True}}))
+    (reports / "diffusers-1.0-evidence.json").write_text(json.dumps(_report("1.0", {"x": "discrepancy"}, {})))
+    out = table.write_table(reports, tmp_path)
+    assert out["bugs"][0]["report_kind"] == "evidence" and out["bugs"][0]["flagged"] is True and out["releases"] == {}
+    assert "1.0 [evidence run]" in (tmp_path / "table.md").read_text()
+    (reports / "diffusers-1.0.json").write_text(json.dumps(_report("1.0", {"x": "ok"}, {})))
+    out = table.write_table(reports, tmp_path)
+    assert out["bugs"][0]["report_kind"] == "full" and out["bugs"][0]["flagged"] is False and "1.0" in out["releases"]
