@@ -118,8 +118,29 @@ def write_table(reports: Path, out_dir: Path) -> dict:
                    "failed": s["failed"]} for v, s in sorted(releases.items(), key=lambda kv: [int(p) for p in kv[0].split(".")])}
     table = {"bugs": rows, "releases": summary}
     write_text(out_dir / "table.json", json.dumps(table, indent=2) + "\n")
-    write_text(out_dir / "table.md", _markdown(table))
+    write_text(out_dir / "table.md", _markdown(table) + "\n## Compact (the README's)\n\n" + compact(table))
     return table
+
+
+def _figure(e: dict) -> str:
+    """One record's figure in a few words: a finding's sizes to three digits, a configuration's first reason."""
+    fig = e.get("figure", "")
+    if isinstance(fig, dict):
+        fig = ", ".join(f"{k} {v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k} {v}"
+                        for k, v in fig.items() if v is not None)
+    return _short(str(fig).split("; ")[0], 160)
+
+
+def compact(table: dict) -> str:
+    """The README's table: bug, release, flagged, and the figure of each record that flagged it (or why not)."""
+    lines = ["| bug | release | flagged | by (record: figure) |", "|---|---|---|---|"]
+    for r in table["bugs"]:
+        shown = [e for e in r.get("evidence", []) if e.get("flagged")] or r.get("evidence", [])
+        by = "; ".join(f"{e['what'].split(' ', 1)[1]} ({e['state']}): {_figure(e)}" for e in shown) or r.get("error", "")
+        release = (r.get("report_of") or r["release"]) + (" (the default in every release)" if r.get("report_of") else "")
+        release += ", evidence run" if r.get("report_kind") == "evidence" else ""
+        lines.append(f"| {r['bug']} {r['title']} | {release} | {_mark(r.get('flagged'))} | {by} |")
+    return "\n".join(lines) + "\n"
 
 
 def _mark(flag) -> str:
