@@ -129,18 +129,22 @@ def _figure(e: dict) -> str:
     if isinstance(fig, dict):
         fig = ", ".join(f"{k} {v:.3g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else f"{k} {v}"
                         for k, v in fig.items() if v is not None)
-    return _short(str(fig).split("; ")[0], 280)
+    return _short(str(fig).split("; ")[0], 340)
 
 
 def compact(table: dict) -> str:
     """The README's table: bug, release, flagged, and the figure of each record that flagged it (or why not)."""
-    lines = ["| bug | release | flagged | by (record: figure) |", "|---|---|---|---|"]
+    now = next((r["current"]["diffusers"] for r in table["bugs"] if r.get("current")), "current")
+    lines = [f"| bug | release | flagged | by (record: figure) | the same records on {now} |", "|---|---|---|---|---|"]
     for r in table["bugs"]:
         shown = [e for e in r.get("evidence", []) if e.get("flagged")] or r.get("evidence", [])
         by = "; ".join(f"{e['what'].split(' ', 1)[1]} ({e['state']}): {_figure(e)}" for e in shown) or r.get("error", "")
+        names = {e["what"] for e in shown}
+        cur = "; ".join(f"{e['what'].split(' ', 1)[1]}: {e['state']}" for e in r.get("current", {}).get("evidence", [])
+                        if e["what"] in names) or "-"
         release = (r.get("report_of") or r["release"]) + (" (the default in every release)" if r.get("report_of") else "")
         release += ", evidence run" if r.get("report_kind") == "evidence" else ""
-        lines.append(f"| {r['bug']} {r['title']} | {release} | {_mark(r.get('flagged'))} | {by} |")
+        lines.append(f"| {r['bug']} {r['title']} | {release} | {_mark(r.get('flagged'))} | {by} | {cur} |")
     return "\n".join(lines) + "\n"
 
 

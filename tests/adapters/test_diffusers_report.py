@@ -84,6 +84,10 @@ def test_committed_report_still_formats():
     report = json.loads(path.read_text())
     text = R.format_report(report)
     assert all(f["id"] in text for f in report["findings"])
+    # the current format: every configuration of the catalogue, findings as records, probes that could not run listed
+    assert {c["name"] for c in report["configurations"]} == {c.name for c in R.cases()}
+    assert report["versions"]["numpy"] and "findings_not_run" in report and not report["quick"]
+    assert all({"id", "discrepancy", "size"} <= set(f) for f in report["findings"])
 
 
 def test_format_report_lists_every_configuration(quick):
