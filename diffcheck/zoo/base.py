@@ -22,7 +22,7 @@ from ..adapters.kdiffusion.denoiser import exact_denoiser, law
 from ..param import convert
 from ..process.discrete import DiscreteVP
 
-__all__ = ["Variant", "Entry", "unit", "medium", "isotropic", "narrow", "start_at", "prior", "start_vp", "table_model",
+__all__ = ["Variant", "Entry", "unit", "medium", "isotropic", "diagonal", "narrow", "start_at", "prior", "start_vp", "table_model",
            "eps_v_models", "table_sigmas", "sd_betas", "zero_snr"]
 
 
@@ -75,6 +75,12 @@ def medium() -> GaussianMixture:
 def isotropic() -> GaussianMixture:
     """An isotropic Gaussian (a per-coordinate variance is exact for it)."""
     return toy.single_gaussian((1.0, -0.5), 0.25)
+
+
+def diagonal() -> GaussianMixture:
+    """An axis-aligned anisotropic Gaussian, standard deviations 1 and 0.08: a per-coordinate reverse variance is exact for
+    it, and the optimal interpolation weight of a learned variance lies far from 0 and 1 on its narrow axis."""
+    return toy.single_gaussian((1.0, -0.5), [[1.0, 0.0], [0.0, 0.08**2]])
 
 
 def narrow() -> GaussianMixture:

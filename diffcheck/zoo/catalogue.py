@@ -8,7 +8,7 @@ forms on a Gaussian target (``builders``), ready for the generic checks
 from __future__ import annotations
 
 from . import builders as B
-from .base import Entry, Variant, isotropic, medium, narrow, unit
+from .base import Entry, Variant, diagonal, medium, narrow, unit
 
 __all__ = ["Variant", "Entry", "ENTRIES", "by_id"]
 
@@ -16,7 +16,7 @@ __all__ = ["Variant", "Entry", "ENTRIES", "by_id"]
 _D = "https://github.com/huggingface/diffusers"
 _K = "https://github.com/crowsonkb/k-diffusion"
 ENTRIES: tuple[Entry, ...] = (
-    Entry("diffusers#590", "diffusers KarrasVeScheduler.set_timesteps (fixed by #627, v0.4.0)", "KarrasVe sigma schedule missing a square",
+    Entry("diffusers#590", "diffusers KarrasVeScheduler.set_timesteps (changed by #627, v0.4.0)", "KarrasVe sigma schedule missing a square",
           f"{_D}/issues/590", "schedule = sigma_max * (sigma_min**2 / sigma_max**2) ** (i / (N - 1)): the levels fall to "
           "sigma_min^2 / sigma_max instead of sigma_min", "bug", unit, B.karras_ve),
     Entry("diffusers#1512", "diffusers HeunDiscreteScheduler.step (v0.10.0)", "Heun's second stage converted at sigma_hat (v-prediction)",
@@ -42,7 +42,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry("diffusers#2090", "diffusers DDPMScheduler._get_variance, learned_range (v0.13.0)",
           "learned-range variance interpolated in beta, not log beta", f"{_D}/pull/2090",
           "min_log = variance; max_log = self.betas[t]: the interpolation of Nichol & Dhariwal (2021, Eq. 15) taken between "
-          "the variances, not their logarithms", "bug", isotropic, B.learned_range),
+          "the variances, not their logarithms", "bug", diagonal, B.learned_range),
     Entry("diffusers#3005", "diffusers schedulers' add_noise cast alphas_cumprod to the samples' dtype (fixed by #3005)",
           "alpha_bar held in float16 rounds to 1 at small t", f"{_D}/pull/3005",
           "self.alphas_cumprod = self.alphas_cumprod.to(dtype=original_samples.dtype): with float16 samples DDIM then steps with "

@@ -1,7 +1,7 @@
 """The exact law of the discrete sampler: diffcheck's own samplers run on the configuration a zoo variant was given.
 
-A reference is the algorithm the variant claims to run (DDIM, DDPM's ancestral chain, Euler,
-Heun), taken from ``diffcheck.samplers`` and the exact model, on the grid the configuration
+A reference is the algorithm the variant claims to run (DDIM, DDPM's ancestral chain with a
+fixed or a learned variance, Euler, Heun), taken from ``diffcheck.samplers`` and the exact model, on the grid the configuration
 asks for, started from the process's exact law at the grid's first time. On a Gaussian
 target it is affine, so its output law is exact (``affine_law``): a sampler that walks that
 grid correctly has this law to round-off, whatever its discretization error, so the
@@ -21,8 +21,9 @@ from ..adapters.kdiffusion.measure import comparator_law
 from ..exact import ExactModel
 from ..process.discrete import DiscreteVP
 from ..testing.gaussian_law import affine_law
+from ..variance import ExactLearnedVariance
 
-__all__ = ["Reference", "table_times", "ddim_law", "ddpm_law", "flow_law"]
+__all__ = ["Reference", "table_times", "ddim_law", "ddpm_law", "learned_law", "flow_law"]
 
 Reference = Callable[[], tuple[torch.Tensor, torch.Tensor]]
 
@@ -49,6 +50,15 @@ def ddpm_law(mix: GaussianMixture, proc: DiscreteVP, steps: Sequence[int]) -> Re
     grid = table_times(proc, list(steps) + [-1])
     model = ExactModel(mix, proc, "eps")
     return lambda: affine_law(lambda x, nz: S.ddpm_ancestral(model, proc, x, grid, generator=nz),
+                              *_start(mix, proc, float(grid[0])))
+
+
+def learned_law(mix: GaussianMixture, proc: DiscreteVP, steps: Sequence[int]) -> Reference:
+    """DDPM's ancestral chain with Improved DDPM's learned variance (Nichol & Dhariwal 2021, Eq. 15) over ``steps`` (then the
+    data), the model's variance output the exact optimal one for each step (``ExactLearnedVariance``)."""
+    grid = table_times(proc, list(steps) + [-1])
+    model = ExactLearnedVariance(mix, proc, grid)
+    return lambda: affine_law(lambda x, nz: S.ddpm_ancestral(model, proc, x, grid, generator=nz, variance="learned"),
                               *_start(mix, proc, float(grid[0])))
 
 

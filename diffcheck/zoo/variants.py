@@ -13,13 +13,16 @@ from typing import Callable
 
 import torch
 
+from ..variance import learned_v_raw
+
+
 def _div(a: float, b: float) -> float:
     """a / b in IEEE arithmetic (inf or nan where b = 0), as tensors compute it."""
     return float(torch.tensor(a, dtype=torch.float64) / torch.tensor(b, dtype=torch.float64))
 
 
 __all__ = ["karras_stochastic", "heun_v", "dpmpp_2m", "dpmpp_2s_single", "euler_ancestral", "euler_eps",
-           "ddim_table", "ddpm_table", "dpmpp_sde_single", "dpmpp_2m_sde"]
+           "ddim_table", "ddpm_table", "InterpolatedVariance", "dpmpp_sde_single", "dpmpp_2m_sde"]
 
 Den = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -205,6 +208,35 @@ def ddpm_table(model, alpha_bar: torch.Tensor, x: torch.Tensor, steps: list[int]
                 var = frac * beta + (1 - frac) * tilde
         x = mean + var.sqrt() * noise(x)
     return x
+
+
+class InterpolatedVariance:
+    """A learned-variance model (``diffcheck.variance``) whose variance output v_raw is interpolated in ``space``.
+
+    "log": Improved DDPM's exp(v log beta + (1 - v) log beta_tilde), v = (v_raw + 1) / 2 (Nichol & Dhariwal 2021,
+    Eq. 15), which ``ddpm_ancestral(variance="learned")`` applies: v_raw passes through. "beta":
+    v beta + (1 - v) beta_tilde, as diffusers' DDPMScheduler._get_variance did before #2090; the step then takes that
+    variance, written here as the v_raw that Eq. 15 maps to it. ``model`` is an ``ExactLearnedVariance``, whose beta
+    and beta_tilde are those of the sampler's steps.
+    """
+
+    def __init__(self, model, space: str) -> None:
+        if space not in ("log", "beta"):
+            raise ValueError(f"space must be 'log' or 'beta', got {space!r}")
+        self.model, self.space, self.prediction = model, space, model.prediction
+
+    def __call__(self, x: torch.Tensor, t, *args):
+        return self.model(x, t, *args)
+
+    def forward_full(self, x: torch.Tensor, t, *args) -> torch.Tensor:
+        mean, v_raw = self.model.forward_full(x, t, *args).split(x.shape[1], dim=1)
+        if self.space == "beta":
+            i = self.model.step_index(t, x)
+            log_beta, log_tilde = self.model.log_beta[i][:, None], self.model.log_beta_tilde[i][:, None]
+            v = (v_raw + 1.0) / 2.0
+            variance = v * log_beta.exp() + (1.0 - v) * log_tilde.exp()
+            v_raw = learned_v_raw(variance, log_beta, log_tilde)
+        return torch.cat([mean, v_raw], dim=1)
 
 
 def _ancestral(s_from: float, s_to: float, eta: float) -> tuple[float, float]:

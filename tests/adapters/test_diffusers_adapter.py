@@ -242,7 +242,7 @@ def test_learned_range_with_exact_variance_is_exact_in_law(monkeypatch):
     assert float((cov - iso.covariance()).abs().max()) <= 1e-10
     # the same variance output computed for the un-respaced step (s = t - 1/T) is not exact: the check can fail
     exact = A.learned_range_output
-    monkeypatch.setattr(A.run, "learned_range_output", lambda m, x, t, s: exact(m, x, t, max(t - 1.0 / T, 0.0)))
+    monkeypatch.setattr(A.run, "learned_range_output", lambda m, p, x, t, s: exact(m, p, x, t, max(t - 1.0 / T, 0.0)))
     mean, cov = affine_law(run, start.mean(), start.covariance())
     assert float((cov - iso.covariance()).abs().max()) > 1e-3
 

@@ -6,6 +6,9 @@ SDE, a VE ladder. ``process_for`` builds the diffcheck process with the same tab
 ``step``) with ``ExactModel`` where a pipeline calls its network. What a network would be
 given is mapped to a process time exactly (``times``).
 
+A configuration that the installed diffusers cannot express (an older release lacking the
+scheduler class or an option) raises ``NotApplicable``, which reports mark "not applicable".
+
 Tables are promoted to float64 (``promote``) where the scheduler keeps them as tensors;
 schedulers that cast their sigmas or samples to float32 stay float32 there. Noise the
 scheduler draws through diffusers' ``randn_tensor`` is routed to a noise function that
@@ -20,10 +23,23 @@ scheduler's loop with the exact model, its noise routed).
 from __future__ import annotations
 
 from .run import Call, Run, learned_range_output, sample
-from .schedulers import INSTALL_HINT, PREDICTION_TYPES, SchedulerConfig, build, promote, require_diffusers, set_timesteps, table
+from .schedulers import (
+    INSTALL_HINT,
+    PREDICTION_TYPES,
+    NotApplicable,
+    SchedulerConfig,
+    build,
+    diffusers_version,
+    promote,
+    require_diffusers,
+    set_timesteps,
+    table,
+)
 from .times import (
+    CHURN_MAX,
     ZeroTerminalVP,
     consecutive_unique,
+    karras_ve_levels,
     kind,
     process_for,
     sample_space_alpha,
@@ -36,6 +52,8 @@ __all__ = [
     "INSTALL_HINT",
     "PREDICTION_TYPES",
     "require_diffusers",
+    "diffusers_version",
+    "NotApplicable",
     "SchedulerConfig",
     "ZeroTerminalVP",
     "build",
@@ -47,6 +65,8 @@ __all__ = [
     "timestep_time",
     "sigma_time",
     "walk_grid",
+    "karras_ve_levels",
+    "CHURN_MAX",
     "consecutive_unique",
     "sample_space_alpha",
     "Call",

@@ -23,22 +23,43 @@ from toy.validate import check_choice, check_int
 
 from ...exact import ExactModel
 from ...samplers.base import SamplingError, make_noise
-from ...samplers.loop import coefficients
+from ...variance import ExactLearnedVariance, learned_v_raw
 from .schedulers import SchedulerConfig, build, set_timesteps
-from .times import kind, process_for, sigma_time, timestep_time
+from .times import karras_ve_levels, kind, process_for, sigma_time, timestep_time, walk_grid
 
 __all__ = ["Call", "Run", "learned_range_output", "sample"]
 
 
 # -- routing the scheduler's noise ----------------------------------------------------------------
+class _RoutedTorch:
+    """``torch`` with ``randn`` and ``randn_like`` routed to a draw function; every other name is torch's own.
+
+    diffusers before 0.12 drew its noise with ``torch.randn`` in the scheduler's module (and
+    ``randn_like`` of its mixin); such a module gets this in place of ``torch`` during a run.
+    """
+
+    def __init__(self, draw: Callable[..., torch.Tensor]) -> None:
+        self._draw = draw
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    def randn(self, *size: Any, generator: Any = None, dtype: Any = None, device: Any = None, layout: Any = None,
+              **kw: Any) -> torch.Tensor:
+        shape = size[0] if len(size) == 1 and not isinstance(size[0], int) else size
+        return self._draw(shape, dtype=dtype, device=device)
+
+    def randn_like(self, like: torch.Tensor, *, dtype: Any = None, **kw: Any) -> torch.Tensor:
+        return self._draw(like.shape, dtype=dtype or like.dtype, device=like.device)
+
+
 @contextlib.contextmanager
 def _routed_noise(scheduler, noise: Callable[[torch.Tensor], torch.Tensor] | None, counter: list[int]) -> Iterator[None]:
-    """Replace diffusers' ``randn_tensor`` in the scheduler's module by ``noise`` for the duration."""
-    module = sys.modules[type(scheduler).__module__]
-    original = getattr(module, "randn_tensor", None)
-    if original is None:
-        yield
-        return
+    """Route the noise the scheduler draws to ``noise`` for the duration.
+
+    diffusers' ``randn_tensor`` is replaced in the modules of the scheduler's class and its
+    bases; a module without it (diffusers < 0.12) gets ``_RoutedTorch`` as its ``torch``.
+    """
 
     def routed(shape, generator=None, device=None, dtype=None, layout=None):
         if noise is None:
@@ -47,11 +68,21 @@ def _routed_noise(scheduler, noise: Callable[[torch.Tensor], torch.Tensor] | Non
         z = noise(torch.empty(tuple(shape), dtype=torch.float64))  # drawn in float64, then cast as asked
         return z.to(dtype=dtype or torch.float64, device=device)
 
-    module.randn_tensor = routed
+    names = dict.fromkeys(c.__module__ for c in type(scheduler).__mro__ if c.__module__.startswith("diffusers"))
+    patched: list[tuple[Any, str, Any]] = []
+    for name in names:
+        module = sys.modules[name]
+        if getattr(module, "randn_tensor", None) is not None:
+            patched.append((module, "randn_tensor", module.randn_tensor))
+            module.randn_tensor = routed
+        elif getattr(module, "torch", None) is torch:
+            patched.append((module, "torch", torch))
+            module.torch = _RoutedTorch(lambda shape, dtype=None, device=None: routed(shape, dtype=dtype, device=device))
     try:
         yield
     finally:
-        module.randn_tensor = original
+        for module, attr, original in patched:
+            setattr(module, attr, original)
 
 
 # -- the sampling loop ---------------------------------------------------------------------------
@@ -77,20 +108,19 @@ class Run:
     before_last: torch.Tensor | None = None
 
 
-def learned_range_output(model: ExactModel, x: torch.Tensor, t: float, s: float) -> torch.Tensor:
-    """Improved DDPM's variance output v_raw in [-1, 1] that makes a step t -> s use the exact reverse variance.
+def learned_range_output(mixture: GaussianMixture, process: Any, x: torch.Tensor, t: float, s: float) -> torch.Tensor:
+    """Improved DDPM's variance output v_raw that makes a DDPM step t -> s take the exact reverse variance.
 
-    The exact Var(x_s | x_t) = beta_tilde + c^2 Var(x_0 | x_t) (c the posterior mean's
-    x_0 coefficient); per coordinate its diagonal is written as
-    exp(v log beta + (1 - v) log beta_tilde) with v = (v_raw + 1) / 2 (Nichol & Dhariwal
-    2021, Eq. 15), beta_tilde floored at 1e-20 where it is 0, as diffusers floors it.
+    The exact Var(x_s | x_t) (``diffcheck.variance.ExactLearnedVariance`` on the one-step grid
+    t -> s) mapped to v_raw by the inverse of Nichol & Dhariwal 2021, Eq. 15
+    (``learned_v_raw``), with the step's beta and beta_tilde, beta_tilde floored at 1e-20 where it
+    is 0 (a step into the data) as diffusers floors it, so that diffusers' own interpolation gives
+    back the exact variance also on that step.
     """
-    c = coefficients(model.process, torch.tensor(t, dtype=torch.float64), torch.tensor(s, dtype=torch.float64))
-    beta, beta_tilde = c.beta, max(c.beta_tilde, 1e-20)
-    cov = model.posterior_cov(x, t)
-    var = beta_tilde + c.posterior_mean_coef_x0**2 * torch.diagonal(cov, dim1=-2, dim2=-1).reshape(x.shape)
-    v = (var.log() - math.log(beta_tilde)) / (math.log(beta) - math.log(beta_tilde))
-    return 2.0 * v - 1.0
+    exact = ExactLearnedVariance(mixture, process, torch.tensor([t, s], dtype=torch.float64))
+    var = exact.reverse_variance(x, t)
+    beta_tilde = max(float(exact.beta_tilde[0]), 1e-20)
+    return learned_v_raw(var, float(exact.log_beta[0]), math.log(beta_tilde))
 
 
 def sample(
@@ -103,6 +133,7 @@ def sample(
     index_shift: int = 0,
     time_from: str = "timestep",
     progress: bool = False,
+    scheduler: Any = None,
 ) -> Run:
     """Run the scheduler's loop from ``x`` (in the scheduler's sample space) with the exact model of ``mixture``.
 
@@ -111,17 +142,17 @@ def sample(
     training indices (a deliberately mis-mapped time; 0 is the exact map). ``time_from``
     "sigma" evaluates a scheduler that walks sigmas but passes training indices
     (DPM-Solver) at its own sigma instead of at the index it passes, as a model
-    conditioned on sigma would be. Returns the scheduler's final sample (score-SDE-VE: its
-    last noise-free mean, as its pipeline does).
+    conditioned on sigma would be. ``scheduler``: a scheduler already built from ``config``
+    (e.g. after other calls on it) instead of a fresh one. Returns the scheduler's final
+    sample (score-SDE-VE: its last noise-free mean, as its pipeline does).
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
         raise ValueError("x must be a floating tensor of shape (B, D)")
     index_shift = check_int(index_shift, "index_shift")
     time_from = check_choice(time_from, "time_from", ("timestep", "sigma"))
-    sched = build(config)
+    sched = build(config) if scheduler is None else scheduler
     process = process_for(sched)
     set_timesteps(sched, steps)
-    model = ExactModel(mixture, process, config.prediction)
     learned = config.kwargs.get("variance_type") in ("learned", "learned_range")
     if learned and config.kwargs.get("variance_type") != "learned_range":
         raise ValueError("variance_type: only 'learned_range' is supported (Improved DDPM's interpolation)")
@@ -129,15 +160,38 @@ def sample(
     draws = [0]
     calls: list[Call] = []
     how = kind(sched)
-    if how == "ve" and index_shift:
-        raise ValueError("index_shift applies to DDPM tables; the score-SDE-VE scheduler has none")
+    if how in ("ve", "karras_ve") and index_shift:
+        raise ValueError(f"index_shift applies to DDPM tables; {type(sched).__name__} has none")
     last: list[torch.Tensor] = []
     with _routed_noise(sched, noise_fn, draws), torch.no_grad():
         if how == "ve":
-            out = _score_sde_ve_loop(sched, process, model, x, calls, last, progress)
+            out = _score_sde_ve_loop(sched, process, ExactModel(mixture, process, "score"), x, calls, last, progress)
+        elif how == "karras_ve":
+            out = _karras_ve_loop(sched, process, mixture, x, calls, last, progress)
         else:
+            model = ExactModel(mixture, process, config.prediction)
             out = _loop(sched, process, model, config, x, calls, last, how, index_shift, learned, time_from, progress)
     return Run(out, calls, draws[0], last[0] if last else None)
+
+
+def _sigma_index(sched, tau, i: int) -> int:
+    """The index into ``sched.sigmas`` of the step at timestep ``tau`` (the i-th call): ``step_index`` where diffusers
+    keeps one (>= 0.22), else its ``index_for_timestep``, else i."""
+    idx = getattr(sched, "step_index", None)
+    if idx is not None:
+        return int(idx)
+    if hasattr(sched, "index_for_timestep"):
+        return int(sched.index_for_timestep(tau))
+    return i
+
+
+def _previous_time(sched, process, tau, i: int, grid: torch.Tensor | None, index_shift: int) -> float:
+    """The time a DDPM step from timestep ``tau`` lands on: ``previous_timestep`` where diffusers has it (>= 0.22),
+    else the next time of the walk (the scheduler's own steps are then checked by the report's agreement)."""
+    if hasattr(sched, "previous_timestep"):
+        prev = sched.previous_timestep(tau)
+        return 0.0 if int(prev) < 0 else timestep_time(process, prev, index_shift)
+    return float(grid[i + 1])
 
 
 def _loop(sched, process, model, config, x, calls, last, how, index_shift, learned, time_from, progress) -> torch.Tensor:
@@ -146,10 +200,12 @@ def _loop(sched, process, model, config, x, calls, last, how, index_shift, learn
     walks_sigmas = hasattr(sched, "sigmas") and len(sched.sigmas) == len(sched.timesteps) + 1
     if time_from == "sigma" and not (how == "sigma" or walks_sigmas):
         raise ValueError(f"time_from='sigma' needs a scheduler that walks sigmas; {type(sched).__name__} does not")
+    scale = getattr(sched, "scale_model_input", None)  # absent before diffusers 0.4: the input is not scaled
+    grid = walk_grid(sched, process) if learned and not hasattr(sched, "previous_timestep") else None
     for i, tau in enumerate(tqdm(sched.timesteps, desc=config.label, file=sys.stderr, disable=not progress, leave=False)):
-        x_in = sched.scale_model_input(x, tau)
+        x_in = scale(x, tau) if scale is not None else x
         if how == "sigma":
-            sigma = float(sched.sigmas[sched.step_index])
+            sigma = float(sched.sigmas[_sigma_index(sched, tau, i)])
             exact = sigma_time(process, sigma)
             t = min(max(exact + index_shift / T, 0.0), 1.0)
         elif walks_sigmas:  # DPM-Solver: the state sits at its sigma; the model sees the index
@@ -164,9 +220,8 @@ def _loop(sched, process, model, config, x, calls, last, how, index_shift, learn
         last[:] = [x]
         out = model(x_in, t)
         if learned:
-            prev = sched.previous_timestep(tau)
-            s = 0.0 if int(prev) < 0 else timestep_time(process, prev, index_shift)
-            out = torch.cat([out, learned_range_output(model, x_in, t, s)], dim=1)
+            s = _previous_time(sched, process, tau, i, grid, index_shift)
+            out = torch.cat([out, learned_range_output(model.mixture, process, x_in, t, s)], dim=1)
         x = sched.step(out, tau, x, **step_kwargs).prev_sample
         _check_finite(x, config.label, len(calls), tau)
     return x
@@ -195,3 +250,28 @@ def _score_sde_ve_loop(sched, process, model, x, calls, last, progress) -> torch
         x, mean = out.prev_sample, out.prev_sample_mean
         _check_finite(x, "ScoreSdeVe", len(calls), sched.timesteps[i])
     return mean
+
+
+def _karras_ve_loop(sched, process, mixture: GaussianMixture, x, calls, last, progress) -> torch.Tensor:
+    """The stochastic Karras-VE pipeline (Karras et al. 2022, Algorithm 2): churn to sigma_hat, an Euler step, Heun's
+    correction unless the next level is 0; the model output is (D(x, sigma) - x) / sigma with the exact denoiser D."""
+    levels = [float(v) for v in karras_ve_levels(sched)]
+    n = len(levels) - 1
+
+    def out(xx: torch.Tensor, s: float) -> torch.Tensor:
+        return (mixture.noised(1.0, s).posterior_mean(xx) - xx) / s
+
+    for i in tqdm(range(n), desc="KarrasVe", file=sys.stderr, disable=not progress, leave=False):
+        sigma, sigma_prev = levels[i], levels[i + 1]
+        x_hat, sigma_hat = sched.add_noise_to_input(x, sigma)
+        sigma_hat = float(sigma_hat)
+        calls.append(Call(float(sched.timesteps[i]), sigma_hat, sigma_time(process, sigma_hat), sigma_time(process, sigma)))
+        last[:] = [x]
+        step = sched.step(out(x_hat, sigma_hat), sigma_hat, sigma_prev, x_hat)
+        if sigma_prev != 0.0:
+            calls.append(Call(float(sched.timesteps[i]), sigma_prev, sigma_time(process, sigma_prev), sigma_time(process, sigma_prev)))
+            step = sched.step_correct(out(step.prev_sample, sigma_prev), sigma_hat, sigma_prev, x_hat, step.prev_sample,
+                                      step.derivative)
+        x = step.prev_sample
+        _check_finite(x, "KarrasVe", len(calls), sched.timesteps[i])
+    return x

@@ -15,7 +15,8 @@ import torch
 
 from toy.validate import check_int
 
-__all__ = ["INSTALL_HINT", "PREDICTION_TYPES", "require_diffusers", "SchedulerConfig", "build", "table", "promote", "set_timesteps"]
+__all__ = ["INSTALL_HINT", "PREDICTION_TYPES", "NotApplicable", "require_diffusers", "diffusers_version", "SchedulerConfig", "build",
+           "table", "promote", "set_timesteps"]
 
 INSTALL_HINT = "pip install 'diffcheck[diffusers]'"
 PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
@@ -30,11 +31,56 @@ def require_diffusers():
     return diffusers
 
 
+class NotApplicable(ValueError):
+    """A configuration the installed diffusers cannot express: it has no such scheduler class, option or step argument.
+
+    Older releases lack schedulers and options that later ones added; a report marks such a
+    configuration "not applicable", with this error's message as the reason, and runs the rest.
+    """
+
+
+def diffusers_version() -> str:
+    """The installed diffusers' version."""
+    return str(require_diffusers().__version__)
+
+
+def _deprecated_class(name: str) -> type | None:
+    """A scheduler class that diffusers moved to ``diffusers.schedulers.deprecated``, imported from its own module.
+
+    diffusers >= 0.24 exports such classes only when other optional packages are installed and
+    a placeholder otherwise; the module itself needs torch alone.
+    """
+    import importlib
+    import pkgutil
+
+    try:
+        package = importlib.import_module("diffusers.schedulers.deprecated")
+    except ImportError:
+        return None
+    for info in pkgutil.iter_modules(package.__path__):
+        try:
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+        except ImportError:
+            continue
+        cls = getattr(module, name, None)
+        if isinstance(cls, type) and cls.__module__ == module.__name__:
+            return cls
+    return None
+
+
 def _scheduler_class(name: str) -> type:
     diffusers = require_diffusers()
-    cls = getattr(diffusers, name, None) if isinstance(name, str) else None
-    if not isinstance(cls, type) or not hasattr(cls, "step") and not hasattr(cls, "step_pred"):
+    if not isinstance(name, str) or not name:
         raise ValueError(f"scheduler must name a diffusers scheduler class (e.g. 'DDIMScheduler'), got {name!r}")
+    try:
+        cls = getattr(diffusers, name, None)
+    except (ImportError, RuntimeError) as err:  # a lazily imported class whose module fails to import
+        raise NotApplicable(f"scheduler: {name!r} does not import in diffusers {diffusers.__version__} "
+                            f"({type(err).__name__}: {err})") from None
+    if isinstance(cls, type) and cls.__module__.startswith("diffusers.utils.dummy"):  # a placeholder
+        cls = _deprecated_class(name)
+    if not isinstance(cls, type) or not hasattr(cls, "step") and not hasattr(cls, "step_pred"):
+        raise NotApplicable(f"scheduler: diffusers {diffusers.__version__} has no scheduler class {name!r}")
     return cls
 
 
@@ -58,13 +104,13 @@ class SchedulerConfig:
         params = inspect.signature(sched_cls.__init__).parameters
         for key in options:
             if key not in params:
-                raise ValueError(f"options: {scheduler} has no option {key!r}")
+                raise NotApplicable(f"options: {scheduler} has no option {key!r} in diffusers {diffusers_version()}")
         if "clip_sample" in params and "clip_sample" not in options:
             options["clip_sample"] = False
         step_params = inspect.signature(getattr(sched_cls, "step", getattr(sched_cls, "step_pred", None))).parameters
         for key in step_options or {}:
             if key not in step_params:
-                raise ValueError(f"step_options: {scheduler}.step has no argument {key!r}")
+                raise NotApplicable(f"step_options: {scheduler}.step has no argument {key!r} in diffusers {diffusers_version()}")
         return cls(scheduler, tuple(sorted(options.items())), tuple(sorted((step_options or {}).items())), bool(float64))
 
     @property
@@ -106,7 +152,10 @@ def build(config: SchedulerConfig):
     """A fresh scheduler of ``config``, with float64 tables if ``config.float64``."""
     if not isinstance(config, SchedulerConfig):
         raise TypeError(f"config must be a SchedulerConfig, got {type(config).__name__}")
-    sched = _scheduler_class(config.scheduler)(**config.kwargs)
+    try:
+        sched = _scheduler_class(config.scheduler)(**config.kwargs)
+    except NotImplementedError as err:  # an option value the release names but does not implement
+        raise NotApplicable(f"{config.label}: diffusers {diffusers_version()} does not implement it ({err})") from None
     return promote(sched) if config.float64 else sched
 
 

@@ -7,7 +7,9 @@
   the model is evaluated at the time whose sigma/alpha is the sigma the scheduler scaled
   for;
 - the score-SDE-VE scheduler passes sigma itself; the process is ``VE`` with the exact
-  kernel, so that x_t = x_0 + sigma z at the time whose sigma is that sigma.
+  kernel, so that x_t = x_0 + sigma z at the time whose sigma is that sigma;
+- the Karras-VE scheduler walks a ladder of sigmas on x = x_0 + sigma z, raised by its churn
+  up to sqrt(2) times; the process is ``LinearVE`` reaching sqrt(2) sigma_max, so t = sigma / that.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from typing import Any
 import torch
 
 from ...process.base import Process
-from ...process.continuous import VE
+from ...process.continuous import VE, LinearVE
 from ...process.discrete import DiscreteVP
 from .schedulers import table
 
 __all__ = ["ZeroTerminalVP", "process_for", "kind", "timestep_time", "sigma_time", "sample_space_alpha", "consecutive_unique",
-           "walk_grid"]
+           "walk_grid", "karras_ve_levels", "CHURN_MAX"]
+
+CHURN_MAX = math.sqrt(2.0)  # Karras et al. 2022, Algorithm 2: gamma <= sqrt(2) - 1, so sigma_hat <= sqrt(2) sigma
 
 
 class ZeroTerminalVP(DiscreteVP):
@@ -51,6 +55,8 @@ def process_for(scheduler) -> Process:
     if hasattr(scheduler, "step_pred"):  # score-SDE-VE
         cfg = scheduler.config
         return VE(float(cfg.sigma_min), float(cfg.sigma_max), kernel="exact")
+    if _is_karras_ve(scheduler):
+        return LinearVE(CHURN_MAX * float(scheduler.config.sigma_max))
     ab = table(scheduler)
     prev = torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]])
     betas = 1.0 - ab / prev
@@ -65,10 +71,25 @@ def process_for(scheduler) -> Process:
     return DiscreteVP(betas)
 
 
+def _is_karras_ve(scheduler) -> bool:
+    return hasattr(scheduler, "add_noise_to_input") and not hasattr(scheduler, "betas")
+
+
+def karras_ve_levels(scheduler) -> list[float]:
+    """The sigmas a Karras-VE scheduler walks after ``set_timesteps``: its schedule at each timestep, then 0."""
+    sched = [float(v) for v in scheduler.schedule]
+    return [sched[int(t)] for t in scheduler.timesteps] + [0.0]
+
+
 def kind(scheduler) -> str:
-    """How the scheduler conditions its model: "index" (training index), "sigma" (input scaled by 1/sqrt(sigma^2+1)) or "ve"."""
+    """How the scheduler conditions its model: "index" (training index), "sigma" (input scaled by 1/sqrt(sigma^2+1)),
+    "ve" (score-SDE-VE) or "karras_ve"."""
     if hasattr(scheduler, "step_pred"):
         return "ve"
+    if _is_karras_ve(scheduler):
+        return "karras_ve"
+    if not hasattr(scheduler, "scale_model_input"):  # diffusers before 0.4 scaled no input
+        return "index"
     probe = copy.deepcopy(scheduler)
     if probe.timesteps is None:  # PNDM before set_timesteps; its input is never scaled
         return "index"
@@ -106,7 +127,7 @@ def sigma_time(process: Process, sigma: Any) -> float:
 def sample_space_alpha(scheduler, process: Process, t: float) -> float:
     """The factor x_scheduler = x_process / factor: alpha(t) for sigma-space schedulers (they hold x / alpha), else 1."""
     if kind(scheduler) != "sigma":
-        return 1.0
+        return 1.0  # Karras-VE holds x itself (alpha = 1)
     return float(process.alpha(torch.tensor(t, dtype=torch.float64)))
 
 
@@ -131,6 +152,8 @@ def walk_grid(scheduler, process: Process) -> torch.Tensor:
     if hasattr(scheduler, "step_pred"):
         sig = scheduler.discrete_sigmas.to(torch.float64).flip(0).tolist() + [0.0]
         return torch.tensor([sigma_time(process, s) for s in sig], dtype=torch.float64)
+    if _is_karras_ve(scheduler):
+        return torch.tensor([sigma_time(process, s) for s in consecutive_unique(karras_ve_levels(scheduler))], dtype=torch.float64)
     steps = scheduler.timesteps
     if hasattr(scheduler, "sigmas") and len(scheduler.sigmas) == len(steps) + 1:
         sig = consecutive_unique([float(s) for s in scheduler.sigmas])
@@ -147,6 +170,8 @@ def walk_grid(scheduler, process: Process) -> torch.Tensor:
             times.append((prev + 1) / T)
         else:
             times.append(0.0 if float(scheduler.final_alpha_cumprod) == 1.0 else 1.0 / T)
+    elif hasattr(scheduler, "lambda_t"):  # DPM-Solver before it kept sigmas (< 0.22): its last step lands on index 0
+        times.append(1.0 / T)
     else:
         times.append(0.0)
     # a last step whose target equals its start (leading spacing ending at index 0 with the final

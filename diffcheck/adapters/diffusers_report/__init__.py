@@ -2,8 +2,8 @@
 
 One module per job: ``cases`` (the configurations and the report's tolerances),
 ``measure`` (exact output laws, Monte Carlo, two-sample tests, orders, verdicts),
-``probes_tables`` and ``probes_steps`` (known traps, each returning the checks' ``Record``
-through ``findings``), ``report`` (``verify_diffusers``: everything assembled into one
+``probes_tables``, ``probes_steps`` and ``probes_state`` (known traps, each returning the
+checks' ``Record`` through ``findings``), ``report`` (``verify_diffusers``: everything assembled into one
 JSON-safe dictionary), ``text`` (``format_report``) and ``__main__`` (the command line).
 """
 
@@ -20,16 +20,18 @@ from .cases import (  # noqa: F401
     ORDER_FLOOR,
     ORDER_SLACK,
     QUICK,
+    REACH_FACTOR,
     QUICK_STEPS,
     TARGET_COV,
     TARGET_MEAN,
     Case,
     Comparator,
+    Unavailable,
     cases,
     quick_cases,
 )
 from .findings import to_json as finding_json  # noqa: F401
-from .measure import law_distance, measure, measure_case, measure_monte_carlo, two_sample  # noqa: F401
+from .measure import law_distance, measure, measure_case, measure_monte_carlo, measure_reach, reach_verdict, two_sample  # noqa: F401
 from .probes_steps import (  # noqa: F401
     probe_final_step_cap,
     probe_karras_rounding,
@@ -38,8 +40,10 @@ from .probes_steps import (  # noqa: F401
     probe_score_sde_ve,
     probe_second_order_v,
 )
+from .probes_state import probe_add_noise_dtype, probe_few_steps, probe_sigma_range  # noqa: F401
 from .probes_tables import (  # noqa: F401
     probe_ddim_previous,
+    probe_ddpm_previous,
     probe_ddpm_final_noise,
     probe_final_alpha,
     probe_float32_tables,

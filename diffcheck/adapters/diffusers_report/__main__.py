@@ -17,11 +17,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", help="write the report as JSON to this path")
     parser.add_argument("--quick", action="store_true", help="a representative subset at few steps")
     parser.add_argument("--steps", type=int, nargs="+", help=f"step counts (default {' '.join(map(str, DEFAULT_STEPS))})")
-    parser.add_argument("--schedulers", nargs="+", help="keep configurations whose name or class contains one of these")
+    parser.add_argument("--schedulers", nargs="*", help="keep configurations whose name or class contains one of these "
+                                                        "(given with none: no configuration)")
+    parser.add_argument("--probes", nargs="*", help="run only the probes with these ids (given with none: no probe)")
+    parser.add_argument("--no-two-sample", action="store_true", help="no two-sample tests on toy presets")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars on stderr")
     args = parser.parse_args(argv)
     report = verify_diffusers(args.schedulers, tuple(args.steps) if args.steps else DEFAULT_STEPS, args.out,
-                              not args.no_progress, args.quick)
+                              not args.no_progress, args.quick, mixtures=() if args.no_two_sample else None,
+                              probes=True if args.probes is None else args.probes)
     sys.stdout.write(format_report(report))
     return 0
 

@@ -9,6 +9,19 @@ laws says whether they agree. Orders come from log-log fits, against the number 
 of the solver error: the law of the state the last step starts from against the exact law
 at its noise level. The distance of N(m, C) from N(m*, C*) is
 |m - m*| / sqrt(tr C*) + |C - C*|_F / tr C*, invariant to the scale of the data.
+
+A sampler meant to reach the data (its last sigma is 0, or its last model evaluation is at
+timestep 0, below which only the data lies) is judged against the data law. Where its walk
+stops short (a last step of size 0, or one onto alpha_bar_0), the exact law where it stops
+lies at a distance ``data_gap`` from the data law that no step count removes; its
+discretisation budget at N steps is ``discretisation``, the distance of its output from the
+exact law where its steps land. Both are measured on the data law's scale (``law_distance``
+with ``scale``), so that the triangle inequality holds: when data_gap > REACH_FACTOR
+discretisation (2), error > discretisation, i.e. the output is measurably nearer the law where
+the walk stopped than the data law, beyond what its N steps' discretisation explains
+(``reach_verdict``). Because a
+unit-scale target hides a residual noise of sigma_min ~ 0.01 under the discretisation error,
+such configurations are measured again on the narrow target (``measure_reach``).
 """
 
 from __future__ import annotations
@@ -36,18 +49,25 @@ from .cases import (
     FLOAT64_AGREEMENT,
     ORDER_FLOOR,
     ORDER_SLACK,
+    REACH_FACTOR,
     TARGET_COV,
     TARGET_MEAN,
     Case,
+    narrow,
 )
 
-__all__ = ["law_distance", "Setup", "setup", "run_scheduler", "run_comparator", "measure", "measure_monte_carlo",
-           "two_sample", "fit_order", "measure_case"]
+__all__ = ["law_distance", "Setup", "setup", "meant_for_data", "run_scheduler", "run_comparator", "measure", "measure_reach",
+           "reach_verdict", "measure_monte_carlo", "two_sample", "fit_order", "measure_case"]
 
 
-def law_distance(mean: torch.Tensor, cov: torch.Tensor, ref_mean: torch.Tensor, ref_cov: torch.Tensor) -> float:
-    """|m - m*| / sqrt(tr C*) + |C - C*|_F / tr C*: a scale-free distance between Gaussian laws."""
-    tr = float(torch.trace(ref_cov))
+def law_distance(mean: torch.Tensor, cov: torch.Tensor, ref_mean: torch.Tensor, ref_cov: torch.Tensor,
+                 scale: torch.Tensor | None = None) -> float:
+    """|m - m*| / sqrt(tr C*) + |C - C*|_F / tr C*: a scale-free distance between Gaussian laws.
+
+    ``scale`` (a covariance S) takes tr S in place of tr C*: with one S for several pairs the distance is a norm of the
+    difference of (m, C), so the triangle inequality holds among them.
+    """
+    tr = float(torch.trace(ref_cov if scale is None else scale))
     return float((mean - ref_mean).norm()) / math.sqrt(tr) + float((cov - ref_cov).norm()) / tr
 
 
@@ -65,6 +85,15 @@ class Setup:
     prior_std: float
     end: Any  # exact law at the grid's last time, in the scheduler's sample space
     sigmas: list[float] | None
+    meant_for_data: bool = True  # its last sigma is 0 or its last model evaluation is at timestep 0
+
+
+def meant_for_data(scheduler: Any, grid: torch.Tensor) -> bool:
+    """Whether a scheduler's sampler is meant to end at the data: its walk ends at t = 0 (last sigma 0), or its last
+    model evaluation is at timestep 0, below which only the data lies."""
+    if float(grid[-1]) == 0.0:
+        return True
+    return float(scheduler.timesteps[-1]) == 0.0
 
 
 def setup(case: Case, mixture: GaussianMixture, steps: int) -> Setup:
@@ -75,15 +104,22 @@ def setup(case: Case, mixture: GaussianMixture, steps: int) -> Setup:
     kind = A.kind(sched)
     grid = A.walk_grid(sched, process)
     sigmas = None
+    prior = getattr(sched, "init_noise_sigma", None)  # absent before diffusers 0.4: the prior was N(0, I), or sigma_max for VE
     if kind == "sigma":
         sigmas = A.consecutive_unique([float(s) for s in sched.sigmas])
         start, end = mixture.noised(1.0, sigmas[0]), mixture.noised(1.0, sigmas[-1])
+    elif kind == "karras_ve":
+        sigmas = A.consecutive_unique(A.karras_ve_levels(sched))
+        start, end = mixture.noised(1.0, sigmas[0]), mixture.noised(1.0, sigmas[-1])
+        prior = float(sched.config.sigma_max) if prior is None else prior
     elif kind == "ve":
         start, end = mixture.noised(1.0, float(sched.sigmas[0])), mixture.noised(1.0, 0.0)
+        prior = float(sched.config.sigma_max) if prior is None else prior
     else:
         start = process.marginal(mixture, grid[0])
         end = process.marginal(mixture, grid[-1])
-    return Setup(sched, process, kind, grid, start, float(sched.init_noise_sigma), end, sigmas)
+    return Setup(sched, process, kind, grid, start, float(1.0 if prior is None else prior), end, sigmas,
+                 meant_for_data(sched, grid))
 
 
 def run_scheduler(case: Case, mixture: GaussianMixture, x: torch.Tensor, steps: int, noise: Any, index_shift: int = 0,
@@ -156,7 +192,9 @@ def measure(case: Case, steps: int, *, index_shift: int = 0, target: GaussianMix
     lmean, lcov = affine_law(dif_last, s_mean, s_cov, verify=False)
     state = _state_law(su, m, calls[-1])
     row.update(nfe=len(calls), error=law_distance(mean, cov, data_mean, data_cov),
-               error_end=law_distance(mean, cov, end_mean, end_cov),
+               error_end=law_distance(mean, cov, end_mean, end_cov), meant_for_data=su.meant_for_data,
+               data_gap=law_distance(end_mean, end_cov, data_mean, data_cov) if su.meant_for_data else 0.0,
+               discretisation=law_distance(mean, cov, end_mean, end_cov, scale=data_cov),
                error_prior=law_distance(pmean, pcov, data_mean, data_cov),
                error_solver=law_distance(lmean, lcov, state.mean(), state.covariance()),
                last_state_time=calls[-1].state_time)
@@ -171,6 +209,46 @@ def measure(case: Case, steps: int, *, index_shift: int = 0, target: GaussianMix
     row["diffcheck"] = comp
     row["agreement"] = law_distance(mean, cov, cmean, ccov)
     return row
+
+
+def measure_reach(case: Case, steps: Sequence[int], target: GaussianMixture | None = None) -> list[dict] | None:
+    """The output law against the data law on the narrow target, for a sampler meant to reach the data whose walk stops
+    short (None otherwise): per step count ``error`` (against the data law), ``error_end`` (against the exact law where
+    its steps land), ``discretisation`` (the same on the data law's scale: its discretisation error) and ``data_gap``
+    (that law against the data law)."""
+    m = target or narrow()
+    rows = []
+    rtol = FLOAT64_AFFINE_RTOL if case.arithmetic == "float64" else FLOAT32_AFFINE_RTOL
+    for n in steps:
+        n_steps = n * case.steps_scale
+        su = setup(case, m, n_steps)
+        if not su.meant_for_data or float(su.grid[-1]) == 0.0:
+            return None
+        try:
+            mean, cov = affine_law(lambda x, nz: run_scheduler(case, m, x, n_steps, nz).samples, su.start.mean(),
+                                   su.start.covariance(), rtol=rtol)
+        except (SamplingError, NotAffineError) as err:
+            rows.append({"steps": n_steps, "failed": f"{type(err).__name__}: {err}"})
+            continue
+        end_mean, end_cov = su.end.mean(), su.end.covariance()
+        rows.append({"steps": n_steps, "last_time": float(su.grid[-1]), "error": law_distance(mean, cov, m.mean(), m.covariance()),
+                     "error_end": law_distance(mean, cov, end_mean, end_cov),
+                     "discretisation": law_distance(mean, cov, end_mean, end_cov, scale=m.covariance()),
+                     "data_gap": law_distance(end_mean, end_cov, m.mean(), m.covariance())})
+    return rows
+
+
+def reach_verdict(rows: list[dict], target: str) -> str | None:
+    """A note when a sampler meant to reach the data stops where the exact law is farther from the data law than
+    REACH_FACTOR times its discretisation error (None when no step count shows it)."""
+    over = [r for r in rows if "failed" not in r and r.get("data_gap", 0.0) > REACH_FACTOR * r["discretisation"]]
+    if not over:
+        return None
+    r = max(over, key=lambda r: r["data_gap"] / max(r["discretisation"], 1e-300))
+    return (f"meant to reach the data (last sigma 0 or last model evaluation at timestep 0), its walk stops at t = "
+            f"{r['last_time']:.4g}: on the {target} target the exact law there is {r['data_gap']:.3g} from the data law, more "
+            f"than {REACH_FACTOR:g} times its discretisation error at {r['steps']} steps ({r['discretisation']:.3g}), so its "
+            f"output (error {r['error']:.3g}) is nearer the law where it stops than the data law")
 
 
 def measure_monte_carlo(case: Case, steps: int, n: int, seed: int, target: GaussianMixture | None = None) -> dict:
@@ -222,12 +300,19 @@ def fit_order(steps: Sequence[int], errors: Sequence[float | None], floor: float
     return {"order": fit.order, "stderr": fit.stderr, "points": len(pts)}
 
 
-def _verdict(case: Case, rows: list[dict], orders: dict) -> tuple[str, list[str]]:
-    """"ok", "discrepancy" (no agreement where expected, or no convergence) or "failed" (non-finite samples)."""
-    failed = [r["failed"] for r in rows if "failed" in r]
+def _verdict(case: Case, rows: list[dict], orders: dict, reach: list[dict] | None = None) -> tuple[str, list[str]]:
+    """"ok", "discrepancy" (no agreement where expected, no convergence, or a walk that stops short of the data it is
+    meant to reach) or "failed" (non-finite samples)."""
+    failed = [r["failed"] for r in rows + (reach or []) if "failed" in r]
     if failed:
         return "failed", failed[:1]
     notes, verdict = [], "ok"
+    for where, got in (("unit-scale", rows), ("narrow", reach or [])):
+        note = reach_verdict(got, where)
+        if note is not None:
+            verdict = "discrepancy"
+            notes.append(note)
+            break
     tol = FLOAT64_AGREEMENT if case.arithmetic == "float64" else FLOAT32_AGREEMENT
     worst = max(r["agreement"] for r in rows)
     if case.expect_match and worst > tol:
@@ -247,13 +332,15 @@ def measure_case(case: Case, steps: Sequence[int], *, mc_n: int = 4000, seed: in
     """All step counts of one configuration, its fitted orders and its verdict (JSON-safe)."""
     t0 = time.perf_counter()
     orders: dict[str, Any] = {}
+    reach = None
     if case.affine:
         rows = [measure(case, s, index_shift=index_shift) for s in steps]
+        reach = measure_reach(case, steps) if index_shift == 0 else None
         if all("failed" not in r for r in rows):
             n_steps = [r["steps"] for r in rows]
             orders["diffusers"] = fit_order(n_steps, [r["error_solver"] for r in rows], ORDER_FLOOR[case.arithmetic])
             orders["diffcheck"] = fit_order(n_steps, [r["diffcheck"]["error_solver"] for r in rows], ORDER_FLOOR["float64"])
-        verdict, notes = _verdict(case, rows, orders)
+        verdict, notes = _verdict(case, rows, orders, reach)
     else:
         rows = [measure_monte_carlo(case, s, mc_n, seed + 17 * i) for i, s in enumerate(steps)]
         floor = 3.0 * max(r["monte_carlo_floor"] for r in rows)
@@ -274,6 +361,7 @@ def measure_case(case: Case, steps: Sequence[int], *, mc_n: int = 4000, seed: in
         "arithmetic": case.arithmetic,
         "note": case.note,
         "rows": rows,
+        **({"reach_narrow": reach} if reach else {}),
         "orders": orders,
         "verdict": verdict,
         "notes": notes,

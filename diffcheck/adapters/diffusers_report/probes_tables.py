@@ -16,35 +16,46 @@ from .cases import FLOAT64_AGREEMENT, NARROW_STD, config, ddim, ddpm, narrow, pr
 from .findings import outcome, probe
 from .measure import law_distance, measure
 
-__all__ = ["probe_leading", "probe_terminal_snr", "probe_final_alpha", "probe_zero_snr_patch", "probe_ddim_previous", "probe_ddpm_final_noise", "probe_float32_tables"]
+__all__ = ["probe_leading", "probe_terminal_snr", "probe_final_alpha", "probe_zero_snr_patch", "probe_ddim_previous", "probe_ddpm_previous", "probe_ddpm_final_noise", "probe_float32_tables"]
 
 _SCHEDULES = {"linear": {}, "scaled_linear": {"beta_schedule": "scaled_linear", "beta_start": 0.00085, "beta_end": 0.012}}
 
 
-@probe("leading-spacing", "'leading' spacing starts below the last training index, from a marginal that is not the prior",
-       ["DDIMScheduler(timestep_spacing=leading)"])
+@probe("leading-spacing", "'leading' spacing (the default) starts below the last training index, from a marginal that is not the prior",
+       ["DDIMScheduler()"])
 def probe_leading(steps: Sequence[int], schedules: Sequence[str] = ("linear", "scaled_linear")) -> Outcome:
     """'leading' spacing never evaluates the last training index, so it starts where x_T is not the prior's."""
-    out, worst = [], 0.0
+    out, worst, skipped = [], 0.0, []
     for label in schedules:
         kw = dict(_SCHEDULES[label], **({"steps_offset": 1} if label == "scaled_linear" else {}))
+        try:
+            lead_cfg = config("DDIMScheduler", **kw)  # the default spacing, leading in every release
+        except A.NotApplicable as err:  # steps_offset came with diffusers 0.4
+            skipped.append(str(err))
+            continue
+        try:
+            trail_cfg = config("DDIMScheduler", timestep_spacing="trailing", **{k: v for k, v in kw.items() if k != "steps_offset"})
+        except A.NotApplicable:  # before diffusers 0.17 there is no other spacing to compare with
+            trail_cfg = None
         for n in steps:
-            lead = measure(probe_case("lead", config("DDIMScheduler", timestep_spacing="leading", **kw)), n)
-            trail = measure(probe_case("trail", config("DDIMScheduler", timestep_spacing="trailing", **{k: v for k, v in kw.items() if k != "steps_offset"})), n)
-            sched = A.build(config("DDIMScheduler", timestep_spacing="leading", **kw))
+            lead = measure(probe_case("lead", lead_cfg), n)
+            trail = measure(probe_case("trail", trail_cfg), n) if trail_cfg is not None else {}
+            sched = A.build(lead_cfg)
             A.set_timesteps(sched, n)
             first = int(sched.timesteps[0])
             ab = sched.alphas_cumprod
             out.append({"schedule": label, "steps": n, "first_timestep": first, "last_training_index": len(ab) - 1,
                         "alpha_bar_first": float(ab[first]), "alpha_bar_T": float(ab[-1]),
                         "leading_error": lead["error"], "leading_error_prior": lead["error_prior"],
-                        "trailing_error": trail["error"], "trailing_error_prior": trail["error_prior"]})
+                        "trailing_error": trail.get("error"), "trailing_error_prior": trail.get("error_prior")})
             worst = max(worst, lead["error_prior"] - lead["error"])
+    if not out:
+        raise A.NotApplicable("; ".join(skipped))
     return outcome(
         any(r["first_timestep"] < r["last_training_index"] for r in out),
         "x_T ~ N(0, I) is (close to) the marginal at the first timestep",
         out,
-        {"largest_extra_error_from_prior": worst},
+        {"largest_extra_error_from_prior": worst, "first_timestep": out[0]["first_timestep"]},
         "error: output law from the exact marginal at the first timestep; error_prior: from N(0, I) as a pipeline starts. "
         "The difference is the cost of starting from a law that is not the marginal there.")
 
@@ -104,9 +115,14 @@ def probe_final_alpha(steps: Sequence[int]) -> Outcome:
 @probe("zero-snr-2^-24", "With rescale_betas_zero_snr, Euler-type schedulers set alpha_bar_T = 2^-24, above alpha_bar_{T-1}")
 def probe_zero_snr_patch() -> Outcome:
     """Euler-type schedulers replace alpha_bar_T = 0 by 2^-24 after rescaling, above alpha_bar_{T-1}."""
-    out = []
+    out, skipped = [], []
     for name in ("EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler"):
-        sched = A.build(config(name, rescale_betas_zero_snr=True, float64=False))
+        try:
+            cfg = config(name, rescale_betas_zero_snr=True, float64=False)
+        except A.NotApplicable as err:  # releases before the option (0.22 for Euler, later for DPM-Solver)
+            skipped.append(str(err))
+            continue
+        sched = A.build(cfg)
         ab = sched.alphas_cumprod.double()
         sig = ((1 - ab) / ab).sqrt()
         row = {"scheduler": name, "alpha_bar_T_minus_1": float(ab[-2]), "alpha_bar_T": float(ab[-1]),
@@ -117,6 +133,8 @@ def probe_zero_snr_patch() -> Outcome:
             s = full.sigmas.double()
             row["sigma_increases_in_a_full_walk"] = int((s[1:] > s[:-1]).sum())
         out.append(row)
+    if not out:
+        raise A.NotApplicable("; ".join(skipped))
     return outcome(
         any(r["alpha_bar_T"] > r["alpha_bar_T_minus_1"] for r in out),
         "alpha_bar decreasing in t (sigma increasing)",
@@ -149,6 +167,32 @@ def probe_ddim_previous(steps: Sequence[int], extra: Sequence[int] = (30, 64)) -
         {"largest_law_difference": max(r["agreement"] for r in out)},
         "The state is moved to index t - T//N, but the next model call is told the next kept index: the model is evaluated at "
         "a noise level the state does not have.")
+
+
+@probe("ddpm-previous-timestep", "DDPM's previous timestep is the next kept index, also where N does not divide T (trailing)",
+       ["DDPMScheduler(timestep_spacing=trailing)"])
+def probe_ddpm_previous(steps: Sequence[int] = (30, 64)) -> Outcome:
+    """DDPM with trailing spacing at step counts that do not divide T: each step must land on the next kept index."""
+    out = []
+    for n in steps:
+        cfg = config("DDPMScheduler", timestep_spacing="trailing")
+        sched = A.build(cfg)
+        A.set_timesteps(sched, n)
+        ts = [int(v) for v in sched.timesteps]
+        prev = [int(sched.previous_timestep(t)) if hasattr(sched, "previous_timestep") else None for t in ts]
+        gaps = [abs(p - q) for p, q in zip(prev[:-1], ts[1:]) if p is not None]
+        r = measure(probe_case("p", cfg, ddpm("beta_tilde"), True), n)
+        out.append({"steps": n, "largest_index_gap": max(gaps, default=None), "steps_off_grid": sum(g > 0 for g in gaps),
+                    "error": r["error"], "diffcheck_error": r["diffcheck"]["error"], "agreement": r["agreement"]})
+    return outcome(
+        any(r["agreement"] > FLOAT64_AGREEMENT for r in out),
+        "each step lands on the next kept timestep (agreement with diffcheck's DDPM step on the same grid)",
+        out,
+        {"largest_law_difference": max(r["agreement"] for r in out), "steps": [r["steps"] for r in out]},
+        "Trailing spacing at step counts that do not divide T = 1000 keeps indices 33 or 34 apart; a previous timestep "
+        "computed as t - T // N moves the state to another index than the one the next model call is told. Variance "
+        "fixed_small, whose floor adds noise of std 1e-10 on the step into the data.",
+        tolerance=FLOAT64_AGREEMENT, rule="float64 round-off: the same algorithm on the same grid")
 
 
 @probe("ddpm-noise-into-data", "DDPMScheduler adds noise on the step into the data when the last timestep is > 0 (trailing, linspace)",

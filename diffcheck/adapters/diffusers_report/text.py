@@ -23,7 +23,11 @@ def format_report(report: dict) -> str:
             f"{report['date']})\nmetric: {report['metric']}\n")
     cols = ["configuration", "steps", "nfe", "error", "prior", "solver", "dc error", "dc solver", "agreement", "verdict"]
     lines = []
+    skipped = []
     for res in report["configurations"]:
+        if res["verdict"] in ("not applicable", "error"):
+            skipped.append(f"  {res['name']}: {res['verdict']}: {res['reason']}")
+            continue
         for i, r in enumerate(res["rows"]):
             d = r.get("diffcheck", {})
             lines.append([res["name"] if i == 0 else "", str(r["steps"]), _g(r.get("nfe")), _g(r.get("error")), _g(r.get("error_prior")),
@@ -32,9 +36,15 @@ def format_report(report: dict) -> str:
         od, oc = res["orders"].get("diffusers"), res["orders"].get("diffcheck")
         lines.append(["", "order", "", _g(od["order"]) if od else "-", "", f"nominal {res['nominal_order']:g}",
                       _g(oc["order"]) if oc else "-", "", f"vs {res['comparator']['name']}", ""])
-    widths = [max(len(c), *(len(l[k]) for l in lines)) for k, c in enumerate(cols)]
+    widths = [max([len(c)] + [len(l[k]) for l in lines]) for k, c in enumerate(cols)]
     fmt = lambda row: "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
     text = [head, fmt(cols), fmt(["-" * w for w in widths])] + [fmt(l) for l in lines]
+    flagged = [f"  {res['name']} ({res['verdict']}): {'; '.join(res['notes'])}" for res in report["configurations"]
+               if res["verdict"] in ("discrepancy", "failed") and res.get("notes")]
+    if flagged:
+        text += ["", "why:"] + flagged
+    if skipped:
+        text += ["", "configurations not measured:"] + skipped
     tests = [(res["name"], t) for res in report["configurations"] for t in res.get("two_sample", [])]
     if tests:
         text += ["", f"two-sample tests (n = {report['two_sample']['n']}, alpha per test {report['two_sample']['alpha_each']:.3g}):"]
@@ -44,15 +54,20 @@ def format_report(report: dict) -> str:
             beside = f"; diffcheck's sampler on the same grid: {'pass' if dc['passed'] else 'REJECT'}, p = {_g(dc['p_value'])}" if dc else ""
             text.append(f"  {verdict:6s} {name} on {t['preset']} at {t['steps']} steps: p = {_g(t.get('p_value'))}{beside}"
                         + (f" ({t['failed']})" if "failed" in t else ""))
-    if report["findings"]:
+    if report["findings"] or report.get("findings_not_run"):
         text += ["", "findings:"]
         for f in report["findings"]:
             mark = "!" if f["discrepancy"] else " "
             text.append(f" {mark} [{f['id']}] {f['title']}: {_short(f['size'])}")
+    for f in report.get("findings_not_run", []):
+        text.append(f"   [{f['id']}] {f['title']}: {f['status']}: {f['reason']}")
     s = report["summary"]
     text += ["", f"{s['ok']} of {s['configurations']} configurations ok; discrepancies: {', '.join(s['discrepancies']) or 'none'}; "
              f"failed: {', '.join(s['failed']) or 'none'}; two-sample rejections of diffusers where diffcheck's sampler passed: "
-             f"{', '.join(s['two_sample_rejected_where_diffcheck_passed']) or 'none'} ({len(s['two_sample_rejected'])} rejections in all)"]
+             f"{', '.join(s['two_sample_rejected_where_diffcheck_passed']) or 'none'} ({len(s['two_sample_rejected'])} rejections in all)"
+             + (f"; not applicable to this diffusers: {len(s['not_applicable'])} configurations, "
+                f"{len(s['findings_not_applicable'])} probes" if "not_applicable" in s else "")
+             + (f"; errors: {', '.join(s['errors'] + s['findings_with_errors'])}" if s.get("errors") or s.get("findings_with_errors") else "")]
     return "\n".join(text) + "\n"
 
 
