@@ -27,6 +27,8 @@ _EXPORTS = {
     "assert_mode_weights": "assertions",
     "assert_order": "assertions",
     "assert_gaussian_kl": "assertions",
+    "rejection_rate": "calibration",
+    "RejectionRate": "calibration",
     "affine_law": "gaussian_law",
     "NotAffineError": "gaussian_law",
 }
@@ -37,6 +39,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    if name in ("stats", "strategies", "assertions", "gaussian_law", "plugin"):
+    if name in ("stats", "strategies", "assertions", "gaussian_law", "plugin", "calibration"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

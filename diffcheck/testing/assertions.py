@@ -85,22 +85,38 @@ def assert_moments(samples: torch.Tensor, law: Any, *, alpha: float = 1e-3) -> l
 
 
 def assert_mode_weights(samples: torch.Tensor, mixture: GaussianMixture, *, alpha: float = 1e-3,
-                        generator: torch.Generator | None = None) -> st.TestResult:
-    """Assert that the share of samples nearest each component matches exact samples' shares."""
-    res = st.mode_weights_test(_flat(samples), mixture, alpha=alpha, generator=generator)
+                        generator: torch.Generator | None = None, reference_n: int = 200_000) -> st.TestResult:
+    """Assert that the share of samples nearest each component matches the shares of ``reference_n`` exact draws."""
+    res = st.mode_weights_test(_flat(samples), mixture, alpha=alpha, generator=generator, reference_n=reference_n)
     _raise("mode weights do not match", [res])
     return res
 
 
 def assert_order(steps: Sequence[float], errors: Sequence[float], order: float, *, band: float = 0.1,
-                 at_least: bool = False) -> st.OrderFit:
-    """Assert that errors fall with steps at ``order`` (log-log slope within ``band``; or at least order - band)."""
-    fit = st.fit_order(steps, errors)
-    ok = fit.order >= order - band if at_least else abs(fit.order - order) <= band
+                 at_least: bool = False, stderr: Sequence[float] | None = None, alpha: float = 1e-3) -> st.OrderFit:
+    """Assert that errors fall with steps at ``order``: the log-log slope within ``band`` (or at least order - band).
+
+    Exact errors (``stderr`` None): the fitted order must lie in the band. Errors estimated by Monte
+    Carlo: pass their standard errors as ``stderr``; the hypothesis "the order lies in the band" is then
+    tested at false-alarm rate ``alpha``: rejected when the weighted fit's order lies outside the band by
+    more than z * (its standard error), z = Phi^{-1}(1 - alpha) on the violated side (Phi^{-1}(1 - alpha/2)
+    when ``band`` is 0). Its size is ``alpha`` at the band's edge and less inside it.
+    """
+    band = check_float(band, "band", low=0.0)
+    order = check_float(order, "order")
+    fit = st.fit_order(steps, errors, stderr)
+    if stderr is None:
+        slack, how = 0.0, "fitted"
+    else:
+        alpha = check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
+        slack = fit.stderr * st.normal_quantile(1.0 - (alpha / 2 if band == 0 and not at_least else alpha))
+        how = f"weighted fit, standard error {fit.stderr:.3g}, allowed slack {slack:.3g} at alpha = {alpha:g}"
+    low_ok = fit.order >= order - band - slack
+    ok = low_ok if at_least else low_ok and fit.order <= order + band + slack
     if not ok:
         bound = f">= {order - band:g}" if at_least else f"{order:g} +- {band:g}"
         raise DiffcheckAssertionError(
-            f"convergence order: expected {bound}, measured {fit.order:.3f} (log-log slope over steps {list(steps)}, "
+            f"convergence order: expected {bound}, measured {fit.order:.3f} ({how}; log-log slope over steps {list(steps)}, "
             f"errors {[f'{e:.3g}' for e in errors]}, fit R^2 = {fit.r2:.4f})")
     return fit
 
