@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import UsageError
+from ._common import UsageError, output_file
 
 __all__ = ["register"]
 
@@ -19,6 +19,8 @@ def register(sub) -> None:
 
 def run(args) -> int:
     """Run the chosen benchmark."""
+    if args.out:
+        output_file(args.out, suffixes=(".json",))
     if args.which == "scores":
         from ..bench import scores
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ._common import UsageError, positive_int
+from ._common import UsageError, output_file, positive_int
 
 __all__ = ["register", "add_common", "setup", "runner", "PROCESSES", "SAMPLERS"]
+
+SAMPLE_SUFFIXES = (".npy", ".pt", ".csv")
 
 PROCESSES = ("VP", "subVP", "VE", "VE-official", "cosine", "linear-VE", "ddpm-linear", "ddpm-cosine")
 SAMPLERS = ("ddpm", "ddpm-beta", "ddim", "ddim-eta1", "euler-maruyama", "reverse-diffusion", "pc", "pc-batch",
@@ -103,7 +105,7 @@ def save_samples(x, path: str) -> None:
     from ..io import atomic_path
 
     suffix = Path(path).suffix.lower()
-    if suffix not in (".npy", ".pt", ".csv"):
+    if suffix not in SAMPLE_SUFFIXES:
         raise UsageError(f"--out must end in .npy, .pt or .csv, got {path!r}")
     with atomic_path(path) as tmp:
         if suffix == ".npy":
@@ -118,6 +120,9 @@ def save_samples(x, path: str) -> None:
 def run(args) -> int:
     """Sample, test against the exact law, save."""
     from ..testing import stats as st
+
+    if args.out:
+        output_file(args.out, suffixes=SAMPLE_SUFFIXES)  # before the work: a bad --out fails at once
 
     mixture, process, model, grid, gen = setup(args)
     x_T = model.law(grid[0]).sample(args.n, gen)
