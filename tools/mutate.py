@@ -22,234 +22,26 @@ process at a time, on a scratch copy of ``--src``.
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import math
 import os
-import random
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: make the sibling module importable
     sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mutants import Mutant, apply, module_mutants, sample  # noqa: E402
 from mutation_map import MODULES  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = ("diffcheck", "toy", "tests", "pyproject.toml")
-DISPLAY_ONLY = {"progress"}  # parameters whose default only changes what is shown, never a result
-
-_BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult, ast.Pow: ast.Mult, ast.FloorDiv: ast.Div}
-_CMP_BOUNDARY = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
-                 ast.Is: ast.IsNot, ast.IsNot: ast.Is, ast.In: ast.NotIn, ast.NotIn: ast.In}
-_CMP_DIRECTION = {ast.Lt: ast.Gt, ast.LtE: ast.GtE, ast.Gt: ast.Lt, ast.GtE: ast.LtE}
-_SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.Pow: "**", ast.FloorDiv: "//", ast.Lt: "<", ast.LtE: "<=",
-           ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!=", ast.Is: "is", ast.IsNot: "is not", ast.In: "in",
-           ast.NotIn: "not in", ast.And: "and", ast.Or: "or"}
-
-
-@dataclass(frozen=True)
-class Mutant:
-    """One single-point change: ``replacement`` replaces the source span of one node of ``path``."""
-
-    path: str  # relative to the tree root
-    line: int
-    col: int
-    end_line: int
-    end_col: int
-    kind: str
-    description: str
-    replacement: str
-
-    @property
-    def id(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}:{self.kind}:{self.description}"
-
-
-# -- finding mutation points -------------------------------------------------------------------------
-
-
-def _skipped_nodes(tree: ast.AST) -> set[int]:
-    """Nodes never mutated: docstrings, annotations, f-strings, ``__all__`` and error messages."""
-    skip: set[int] = set()
-
-    def mark(node: ast.AST | None) -> None:
-        if node is not None:
-            skip.update(id(n) for n in ast.walk(node))
-
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
-            first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-                mark(first)
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            mark(node.returns)
-            for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs + [node.args.vararg, node.args.kwarg]:
-                if a is not None:
-                    mark(a.annotation)
-        elif isinstance(node, ast.AnnAssign):
-            mark(node.annotation)
-        elif isinstance(node, ast.JoinedStr):
-            mark(node)
-        elif isinstance(node, ast.Raise):
-            mark(node.exc)  # the message of an error; its condition is mutated where it is tested
-        elif isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
-            mark(node)
-    return skip
-
-
-def _src(node: ast.AST) -> str:
-    return "(" + ast.unparse(node) + ")"
-
-
-def _number_variants(v: object) -> list[tuple[str, str]]:
-    if isinstance(v, bool):
-        return [(f"{v}->{not v}", repr(not v))]
-    if isinstance(v, int):
-        if v == 0:
-            return [("0->1", "1")]
-        if v == 1:
-            return [("1->0", "0"), ("1->2", "2")]
-        return [(f"{v}->{v + 1}", repr(v + 1)), (f"{v}->{v - 1}", repr(v - 1))]
-    if isinstance(v, float):
-        if v == 0.0:
-            return [("0.0->1.0", "1.0")]
-        out = [(f"{v!r}->x1.01", repr(v * 1.01))]
-        if v == 1.0:
-            out.append(("1.0->0.0", "0.0"))
-        return out
-    return []
-
-
-def _param_choices(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> dict[str, list[str]]:
-    """String values each parameter is compared with inside ``fn`` (its alternative settings)."""
-    names = {a.arg for a in fn.args.args + fn.args.kwonlyargs}
-    out: dict[str, set[str]] = {}
-    for node in ast.walk(fn):
-        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Name) and node.left.id in names:
-            for c in node.comparators:
-                consts = c.elts if isinstance(c, (ast.Tuple, ast.List, ast.Set)) else [c]
-                for k in consts:
-                    if isinstance(k, ast.Constant) and isinstance(k.value, str):
-                        out.setdefault(node.left.id, set()).add(k.value)
-        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Name) and node.args[0].id in names:
-            for arg in node.args[1:]:
-                if isinstance(arg, (ast.Tuple, ast.List)):
-                    for k in arg.elts:
-                        if isinstance(k, ast.Constant) and isinstance(k.value, str):
-                            out.setdefault(node.args[0].id, set()).add(k.value)
-    return {k: sorted(v) for k, v in out.items()}
-
-
-def find_mutants(root: Path, rel: str) -> list[Mutant]:
-    """Every single-point mutant of the file ``root / rel`` that compiles and differs from the original."""
-    source = (root / rel).read_text()
-    tree = ast.parse(source)
-    skip = _skipped_nodes(tree)
-    found: list[Mutant] = []
-
-    def add(node: ast.AST, kind: str, desc: str, text: str) -> None:
-        found.append(Mutant(rel, node.lineno, node.col_offset, node.end_lineno, node.end_col_offset, kind, desc, text))
-
-    defaults: dict[int, tuple[ast.FunctionDef, str]] = {}
-    for fn in ast.walk(tree):
-        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            pos = fn.args.posonlyargs + fn.args.args
-            pairs = list(zip(pos[len(pos) - len(fn.args.defaults):], fn.args.defaults))
-            pairs += [(a, d) for a, d in zip(fn.args.kwonlyargs, fn.args.kw_defaults) if d is not None]
-            choices = _param_choices(fn)
-            skip.update(id(d) for a, d in pairs if a.arg in DISPLAY_ONLY)
-            pairs = [(a, d) for a, d in pairs if a.arg not in DISPLAY_ONLY]
-            for a, d in pairs:
-                defaults[id(d)] = (fn, a.arg)
-                if isinstance(d, ast.Constant) and isinstance(d.value, str):
-                    for alt in choices.get(a.arg, []):
-                        if alt != d.value:
-                            add(d, "default", f"{fn.name}({a.arg}={d.value!r}->{alt!r})", repr(alt))
-            consts = [(a, d) for a, d in pairs if isinstance(d, ast.Constant) and d.value is not None]
-            for i in range(len(consts) - 1):  # swap neighbouring keyword defaults of one type
-                (a1, d1), (a2, d2) = consts[i], consts[i + 1]
-                if type(d1.value) is type(d2.value) and d1.value != d2.value:
-                    add(d1, "default-swap", f"{fn.name}({a1.arg}<->{a2.arg})", repr(d2.value))
-
-    for node in ast.walk(tree):
-        if id(node) in skip:
-            continue
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOP_SWAP:
-            new = _BINOP_SWAP[type(node.op)]
-            add(node, "binop", f"{_SYMBOL[type(node.op)]}->{_SYMBOL[new]}", _src(ast.BinOp(node.left, new(), node.right)))
-            if isinstance(node.op, (ast.Add, ast.Sub)):
-                add(node, "drop-term", f"a {_SYMBOL[type(node.op)]} b->a", _src(node.left))
-                if isinstance(node.op, ast.Add):
-                    add(node, "drop-term", "a + b->b", _src(node.right))
-            elif isinstance(node.op, (ast.Mult, ast.Div)):
-                add(node, "drop-factor", f"a {_SYMBOL[type(node.op)]} b->a", _src(node.left))
-                if isinstance(node.op, ast.Mult):
-                    add(node, "drop-factor", "a * b->b", _src(node.right))
-        elif isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.Not)):
-            if isinstance(node.operand, ast.Name) and node.operand.id in DISPLAY_ONLY:
-                continue
-            add(node, "unary", "-a->a" if isinstance(node.op, ast.USub) else "not a->a", _src(node.operand))
-        elif isinstance(node, ast.BoolOp):
-            new = ast.Or if isinstance(node.op, ast.And) else ast.And
-            add(node, "boolop", f"{_SYMBOL[type(node.op)]}->{_SYMBOL[new]}", _src(ast.BoolOp(new(), node.values)))
-        elif isinstance(node, ast.Compare):
-            for i, op in enumerate(node.ops):
-                for table, kind in ((_CMP_BOUNDARY, "compare"), (_CMP_DIRECTION, "compare-flip")):
-                    if type(op) in table:
-                        ops = list(node.ops)
-                        ops[i] = table[type(op)]()
-                        add(node, kind, f"{_SYMBOL[type(op)]}->{_SYMBOL[type(ops[i])]}",
-                            _src(ast.Compare(node.left, ops, node.comparators)))
-        elif isinstance(node, ast.Constant) and not isinstance(node.value, (str, bytes)) and node.value is not None:
-            kind = "default" if id(node) in defaults else "constant"
-            where = f"{defaults[id(node)][0].name}({defaults[id(node)][1]}=...): " if kind == "default" else ""
-            for desc, text in _number_variants(node.value):
-                add(node, kind, where + desc, text)
-    return [m for m in found if _compiles(source, m)]
-
-
-def _apply(source: str, m: Mutant) -> str:
-    lines = source.encode().split(b"\n")  # ast offsets are UTF-8 byte offsets
-    start = sum(len(x) + 1 for x in lines[: m.line - 1]) + m.col
-    end = sum(len(x) + 1 for x in lines[: m.end_line - 1]) + m.end_col
-    raw = source.encode()
-    return (raw[:start] + m.replacement.encode() + raw[end:]).decode()
-
-
-def _compiles(source: str, m: Mutant) -> bool:
-    try:
-        new = ast.parse(_apply(source, m))
-    except SyntaxError:
-        return False
-    return ast.dump(new) != ast.dump(ast.parse(source))
-
-
-def module_mutants(root: Path, name: str) -> list[Mutant]:
-    """All mutants of the files of module ``name`` (see ``mutation_map.MODULES``)."""
-    out: list[Mutant] = []
-    for rel in MODULES[name]["files"]:
-        out += find_mutants(root, rel)
-    return out
-
-
-def sample(mutants: list[Mutant], n: int, seed: int, name: str) -> list[Mutant]:
-    """The first ``n`` mutants of a seeded random order (all of them with ``n`` <= 0).
-
-    Any prefix of the order is itself a seeded random sample, so a campaign stopped early
-    still holds a fair sample of every module.
-    """
-    order = list(range(len(mutants)))
-    random.Random(f"{seed}:{name}").shuffle(order)
-    return [mutants[i] for i in (order if n <= 0 else order[:n])]
-
-
 # -- running the tests on a scratch copy ---------------------------------------------------------------
 
 
@@ -308,39 +100,69 @@ class Runner:
             self.server.wait(timeout=60)
             self.server = None
 
-    def run(self, name: str, timeout: float) -> tuple[str, float, str]:
-        """Module ``name``'s tests: ("passed" | "failed" | "no-tests" | "timeout", seconds, last output line)."""
+    def run(self, name: str, cpu_limit: float | None, wall_limit: float) -> tuple[str, float, float, str]:
+        """Module ``name``'s tests: ("passed" | "failed" | "no-tests" | "timeout", CPU seconds, wall seconds, output tail)."""
         t0 = time.perf_counter()
         if self.server is not None:
             log = self.scratch / ".mutant-run.log"
             self.server.stdin.write(json.dumps({"args": _pytest_args(name), "cwd": str(self.scratch), "log": str(log),  # type: ignore[union-attr]
-                                                "timeout": timeout}) + "\n")
+                                                "cpu_limit": cpu_limit, "wall_limit": wall_limit}) + "\n")
             self.server.stdin.flush()  # type: ignore[union-attr]
             reply = self.server.stdout.readline()  # type: ignore[union-attr]
             if not reply:
                 raise RuntimeError("the test server process ended unexpectedly")
-            rc = json.loads(reply)["rc"]
+            answer = json.loads(reply)
+            rc, cpu = answer["rc"], answer["cpu"]
             tail = _tail(log.read_text(errors="replace")) if log.exists() else ""
         else:
+            import resource
+
+            def limit() -> None:
+                if cpu_limit:
+                    resource.setrlimit(resource.RLIMIT_CPU, (int(math.ceil(cpu_limit)), int(math.ceil(cpu_limit)) + 5))
+
             cmd = [self.python, "-m", "pytest", *_pytest_args(name)]
-            proc = subprocess.Popen((["nice", "-n", str(self.nice)] if self.nice else []) + cmd, cwd=self.scratch,
-                                    env=_env(self.scratch), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                    start_new_session=True)
-            try:
-                out, _ = proc.communicate(timeout=timeout)
-                rc, tail = proc.returncode, _tail(out)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.communicate()
-                rc, tail = None, ""
-        secs = time.perf_counter() - t0
+            log_path = self.scratch / ".mutant-run.log"
+            with open(log_path, "w") as log_file:
+                proc = subprocess.Popen((["nice", "-n", str(self.nice)] if self.nice else []) + cmd, cwd=self.scratch,
+                                        env=_env(self.scratch), stdout=log_file, stderr=subprocess.STDOUT,
+                                        start_new_session=True, preexec_fn=limit)
+                rc, cpu, _ = _wait(proc.pid, wall_limit)
+                proc.returncode = -1  # reaped by _wait
+            tail = _tail(log_path.read_text(errors="replace"))
+        wall = time.perf_counter() - t0
         if rc is None:
-            return "timeout", secs, tail
-        return ("passed" if rc == 0 else "no-tests" if rc == 5 else "failed"), secs, tail
+            return "timeout", cpu, wall, tail
+        return ("passed" if rc == 0 else "no-tests" if rc == 5 else "failed"), cpu, wall, tail
+
+
+def _wait(pid: int, wall_limit: float) -> tuple[int | None, float, bool]:
+    """Wait for child ``pid``: (exit code or None, its CPU seconds, whether it ran out of time)."""
+    deadline = time.monotonic() + wall_limit
+    while True:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            cpu = usage.ru_utime + usage.ru_stime
+            out_of_time = os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)
+            return (None if out_of_time else os.waitstatus_to_exitcode(status)), cpu, out_of_time
+        if time.monotonic() > deadline:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _, _, usage = os.wait4(pid, 0)
+            return None, usage.ru_utime + usage.ru_stime, True
+        time.sleep(0.1)
 
 
 def serve() -> int:
-    """The fork server: read one JSON request a line, run pytest in a forked child, answer its exit code."""
+    """The fork server: read one JSON request a line, run pytest in a forked child, answer its exit code and CPU time.
+
+    A child gets ``cpu_limit`` seconds of CPU (RLIMIT_CPU: a limit that does not depend on how loaded the
+    machine is) and ``wall_limit`` seconds of wall time as a safety net.
+    """
+    import resource
+
     import numpy  # noqa: F401  (imported once here, shared by every child)
     import pytest
     import scipy.stats  # noqa: F401
@@ -355,6 +177,9 @@ def serve() -> int:
             code = 3
             try:
                 os.setpgid(0, 0)
+                if req.get("cpu_limit"):
+                    lim = int(math.ceil(req["cpu_limit"]))
+                    resource.setrlimit(resource.RLIMIT_CPU, (lim, lim + 5))
                 fd = os.open(req["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 os.dup2(fd, 1)
                 os.dup2(fd, 2)
@@ -368,22 +193,8 @@ def serve() -> int:
             os.setpgid(pid, pid)
         except OSError:
             pass
-        deadline = time.monotonic() + float(req["timeout"])
-        rc = None
-        while True:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                rc = os.waitstatus_to_exitcode(status)
-                break
-            if time.monotonic() > deadline:
-                try:
-                    os.killpg(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                os.waitpid(pid, 0)
-                break
-            time.sleep(0.1)
-        print(json.dumps({"rc": rc}), flush=True)
+        rc, cpu, out_of_time = _wait(pid, float(req["wall_limit"]))
+        print(json.dumps({"rc": rc, "cpu": cpu, "timeout": out_of_time}), flush=True)
     return 0
 
 
@@ -411,16 +222,17 @@ def summarize(records: list[dict]) -> dict:
             "kill_rate": round((killed + timeouts) / n, 4) if n else None, "survivors": survived}
 
 
-def _run_mutant(runner: Runner, scratch: Path, name: str, m: Mutant, timeout: float) -> dict:
+def _run_mutant(runner: Runner, scratch: Path, name: str, m: Mutant, cpu_limit: float, wall_limit: float) -> dict:
     path = scratch / m.path
     original = path.read_text()
-    path.write_text(_apply(original, m))
+    path.write_text(apply(original, m))
     try:
-        status, secs, tail = runner.run(name, timeout)
+        status, cpu, wall, tail = runner.run(name, cpu_limit, wall_limit)
     finally:
         path.write_text(original)
     verdict = {"failed": "killed", "passed": "survived", "timeout": "timeout"}.get(status, status)
-    return {**asdict(m), "id": m.id, "status": verdict, "seconds": round(secs, 1), "tail": tail}
+    return {**asdict(m), "id": m.id, "status": verdict, "cpu_seconds": round(cpu, 1), "wall_seconds": round(wall, 1),
+            "tail": tail}
 
 
 def campaign(args: argparse.Namespace) -> dict:
@@ -449,20 +261,20 @@ def campaign(args: argparse.Namespace) -> dict:
                 if not queues[name] or time.monotonic() >= deadline:
                     continue
                 entry = data["modules"][name]
-                if "baseline_seconds" not in entry:
-                    status, secs, tail = runner.run(name, args.max_timeout)
+                if "baseline_cpu_seconds" not in entry:
+                    status, cpu, wall, tail = runner.run(name, None, args.max_wall)
                     if status != "passed":
                         raise SystemExit(f"{name}: the mapped tests do not pass on the unmutated tree ({status}): {tail}")
-                    entry["baseline_seconds"] = round(secs, 1)
-                    print(f"[{name}] baseline {secs:.1f} s, {len(queues[name])} mutants of {entry['points']} points",
-                          file=sys.stderr, flush=True)
-                base = entry["baseline_seconds"]
-                timeout = min(args.max_timeout, max(args.timeout_factor * base, base + 60.0))
+                    entry["baseline_cpu_seconds"], entry["baseline_wall_seconds"] = round(cpu, 1), round(wall, 1)
+                    print(f"[{name}] baseline {cpu:.1f} s CPU ({wall:.1f} s wall), {len(queues[name])} mutants of "
+                          f"{entry['points']} points", file=sys.stderr, flush=True)
+                cpu_limit = args.timeout_factor * entry["baseline_cpu_seconds"] + 30.0
                 m = queues[name].pop(0)
-                rec = _run_mutant(runner, scratch, name, m, timeout)
+                rec = _run_mutant(runner, scratch, name, m, cpu_limit, args.max_wall)
                 entry["records"].append(rec)
                 entry.update(summarize(entry["records"]))
-                print(f"[{name} {len(entry['records'])}] {rec['status']:8s} {rec['seconds']:6.1f} s  {m.id}", file=sys.stderr, flush=True)
+                print(f"[{name} {len(entry['records'])}] {rec['status']:8s} {rec['cpu_seconds']:6.1f} s CPU  {m.id}",
+                      file=sys.stderr, flush=True)
                 if out:
                     _write(out, data)
     finally:
@@ -486,8 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="+", help="run just these mutant ids (see --list --verbose)")
     ap.add_argument("--list", action="store_true", help="count (with --verbose: print) the mutation points and exit")
     ap.add_argument("--verbose", action="store_true")
-    ap.add_argument("--timeout-factor", type=float, default=3.0, help="per-mutant timeout in baseline run times")
-    ap.add_argument("--max-timeout", type=float, default=900.0, help="upper bound of the per-mutant timeout, seconds")
+    ap.add_argument("--timeout-factor", type=float, default=3.0,
+                    help="a mutant's CPU-time limit: this many times the unmutated run's CPU time, plus 30 s")
+    ap.add_argument("--max-wall", type=float, default=4 * 3600.0, help="wall-clock limit of any one run, seconds")
     ap.add_argument("--python", default=sys.executable, help="interpreter that runs pytest")
     ap.add_argument("--nice", type=int, default=19, help="niceness of the test processes (0: none)")
     ap.add_argument("--scratch", help="folder for the scratch copy (default: the system's temporary folder)")
