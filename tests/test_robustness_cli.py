@@ -142,3 +142,21 @@ def test_a_read_only_folder_fails_at_once_in_a_real_process(argv, out, tmp_path)
     assert "--out" in err and "cannot write in" in err and "Permission denied" in err
     assert not list(ro.iterdir())
     assert seconds < 60  # refused at start-up: the work itself takes minutes
+
+
+def test_figures_and_long_checks_show_moving_progress(tmp_path, capfd):
+    # a figure that takes 2.5 s: the bar names it and its elapsed time moves while it is drawn
+    import time as _time
+
+    from diffcheck.tour import draw_figures
+
+    def slow(path):
+        _time.sleep(2.5)
+        path.write_text("x")
+        return path
+
+    made = draw_figures([("slow.png", slow, tmp_path / "slow.png")], progress=True)
+    assert made == [str(tmp_path / "slow.png")]
+    err = capfd.readouterr().err
+    assert "figures" in err and "slow.png" in err
+    assert "0/1 [00:01" in err or "0/1 [00:02" in err  # redrawn while the figure is drawn, not only after it
