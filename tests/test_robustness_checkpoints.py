@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -55,8 +56,9 @@ def _run(out: Path, steps: int = STEPS):
 def reference(tmp_path_factory):
     """The uninterrupted run: final weights, EMA and per-step losses."""
     out = tmp_path_factory.mktemp("whole")
+    start = time.perf_counter()
     r = _run(out)
-    return r.model.state_dict(), r.ema.state_dict(), [x["loss"] for x in r.records]
+    return r.model.state_dict(), r.ema.state_dict(), [x["loss"] for x in r.records], time.perf_counter() - start
 
 
 def _assert_equal(a: dict, b: dict) -> None:
@@ -70,7 +72,7 @@ def _finish_and_compare(out: Path, reference) -> None:
     found = latest_checkpoint(out / "checkpoints")
     assert found is None or load_checkpoint(found).step <= STEPS  # a complete checkpoint, or a clean start
     r = _run(out)
-    model, ema, losses = reference
+    model, ema, losses, _ = reference
     _assert_equal(r.model.state_dict(), model)
     _assert_equal(r.ema.state_dict(), ema)
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
@@ -151,43 +153,92 @@ def test_a_run_killed_during_a_checkpoint_write_resumes_bit_for_bit(tmp_path, re
     _finish_and_compare(tmp_path, reference)
 
 
-def test_a_run_killed_at_random_moments_resumes_bit_for_bit(tmp_path, reference):
-    ctx = multiprocessing.get_context("fork")
-    rng = random.Random(3)
-    for _ in range(4):
-        p = ctx.Process(target=_child, args=(str(tmp_path), "none", 0))
-        p.start()
-        p.join(rng.uniform(0.02, 0.4))
-        if p.is_alive():
-            os.kill(p.pid, signal.SIGKILL)
+def _steps_done(out: Path) -> int:
+    found = latest_checkpoint(out / "checkpoints")
+    return 0 if found is None else load_checkpoint(found).step
+
+
+def _kill_at_random_moments(start_run, rounds: int, seed: int, out: Path, timing: Path) -> int:
+    """Start a run ``rounds`` times, each killed (SIGKILL) at a random moment within the time its remaining steps
+    take (measured by one whole run into ``timing``); return how many were killed mid-run."""
+    _, wait_whole = start_run(timing)
+    t0 = time.perf_counter()
+    wait_whole(None)
+    whole = time.perf_counter() - t0
+    rng = random.Random(seed)
+    killed = 0
+    for _ in range(rounds):
+        left = STEPS - _steps_done(out)
+        if left == 0:
+            break
+        kill, wait = start_run(out)
+        if not wait(rng.uniform(0.1, 0.7) * whole * left / STEPS):
+            kill()
+            killed += 1
+    return killed
+
+
+def _forked(out: Path):
+    p = multiprocessing.get_context("fork").Process(target=_child, args=(str(out), "none", 0))
+    p.start()
+
+    def wait(timeout):
+        p.join(timeout)
+        return not p.is_alive()
+
+    def kill():
+        os.kill(p.pid, signal.SIGKILL)
         p.join(60)
-    _finish_and_compare(tmp_path, reference)
+
+    return kill, wait
+
+
+def _attempts(start_run, rounds: int, need: int, tmp_path: Path) -> Path:
+    """A run folder in which at least ``need`` runs were killed mid-run (timing decides: up to 5 fresh tries)."""
+    for attempt in range(5):
+        out = tmp_path / f"cut{attempt}"
+        if _kill_at_random_moments(start_run, rounds, attempt, out, tmp_path / f"timing{attempt}") >= need:
+            return out
+    raise AssertionError(f"fewer than {need} of {rounds} runs were killed mid-run in 5 tries")
+
+
+def test_a_run_killed_at_random_moments_resumes_bit_for_bit(tmp_path, reference):
+    _finish_and_compare(_attempts(_forked, 6, 2, tmp_path), reference)
 
 
 @pytest.mark.slow
 def test_interpreters_killed_at_random_moments_resume_bit_for_bit(tmp_path, reference):
     """Fresh interpreters (no fork), SIGKILLed ten times at random moments while saving every step."""
-    script = textwrap.dedent(f"""
-        import sys
-        sys.path[:0] = [{str(Path(__file__).resolve().parent)!r}]
-        import torch
-        torch.set_num_threads(1)
-        from pathlib import Path
-        from test_robustness_checkpoints import _run
-        print("ready", flush=True)
-        _run(Path({str(tmp_path)!r}))
-    """)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    rng = random.Random(11)
-    for _ in range(10):
+
+    def interpreter(out: Path):
+        script = textwrap.dedent(f"""
+            import sys
+            sys.path[:0] = [{str(Path(__file__).resolve().parent)!r}]
+            import torch
+            torch.set_num_threads(1)
+            from pathlib import Path
+            from test_robustness_checkpoints import _run
+            print("ready", flush=True)
+            _run(Path({str(out)!r}))
+        """)
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
-        proc.stdout.readline()  # started training
-        try:
-            proc.wait(timeout=rng.uniform(0.0, 0.5))
-        except subprocess.TimeoutExpired:
+        proc.stdout.readline()  # imports done: training starts
+
+        def wait(timeout):
+            try:
+                proc.wait(timeout=timeout)
+                return True
+            except subprocess.TimeoutExpired:
+                return False
+
+        def kill():
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-    _finish_and_compare(tmp_path, reference)
+
+        return kill, wait
+
+    _finish_and_compare(_attempts(interpreter, 10, 5, tmp_path), reference)
 
 
 # -- garbage and truncated files --------------------------------------------------------------------------------
