@@ -306,6 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scratch", help="folder for the scratch copy (default: the system's temporary folder)")
     ap.add_argument("--label", help="name of the source recorded in the JSON (e.g. a commit)")
     ap.add_argument("--no-fork", action="store_true", help="a new interpreter per run instead of forking a warm one")
+    ap.add_argument("--report", metavar="JSON", help="print the table and the survivors of a campaign's JSON and exit")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
@@ -318,12 +319,27 @@ def main(argv: list[str] | None = None) -> int:
                 for m in ms:
                     print(f"  {m.id}  ->  {m.replacement}")
         return 0
-    data = campaign(args)
+    if args.report:
+        report(json.loads(Path(args.report).read_text()), Path(args.src), survivors=True)
+        return 0
+    report(campaign(args), Path(args.src), survivors=args.verbose)
+    return 0
+
+
+def report(data: dict, src: Path, survivors: bool = False) -> None:
+    """Print the per-module table (and each survivor with its source line and replacement)."""
     print(f"{'module':12s} {'mutants':>7s} {'killed':>6s} {'timeout':>7s} {'survived':>8s} {'kill rate':>9s}")
     for name, e in data["modules"].items():
         if "mutants" in e:
             print(f"{name:12s} {e['mutants']:7d} {e['killed']:6d} {e['timeouts']:7d} {e['survived']:8d} {e['kill_rate']:9.2f}")
-    return 0
+    if not survivors:
+        return
+    for name, e in data["modules"].items():
+        for r in e.get("records", []):
+            if r["status"] == "survived":
+                path = src / r["path"]
+                line = path.read_text().splitlines()[r["line"] - 1].strip() if path.exists() else ""
+                print(f"\n{r['path']}:{r['line']} [{r['kind']}] {r['description']}\n    {line}\n    -> {r['replacement']}")
 
 
 if __name__ == "__main__":
