@@ -156,3 +156,21 @@ def test_weighted_order_fit_with_standard_errors():
         st.fit_order(steps, errors, [0.1, 0.1, 0.0, 0.1])
     with pytest.raises(ValueError, match="distinct"):
         st.fit_order([8, 8], [1.0, 2.0])
+
+
+def test_exact_law_test_uses_the_exact_projected_cdfs(gen):
+    from diffcheck.testing.exact_law import _projected_cdf, exact_law_test
+
+    m = toy.anisotropic()
+    w = torch.tensor([0.6, 0.8], dtype=torch.float64)
+    # the CDF of w^T X against an independent computation: the empirical CDF of a million exact draws
+    y = (m.sample(1_000_000, gen) @ w).numpy()
+    grid = torch.linspace(-4, 4, 9, dtype=torch.float64).numpy()
+    emp = (y[None, :] <= grid[:, None]).mean(1)
+    assert abs(_projected_cdf(m, w)(grid) - emp).max() < 5 * 0.5 / 1000  # 5 standard errors of a proportion
+    assert exact_law_test(m.sample(2000, gen), m, alpha=1e-3, features=m.log_prob, generator=gen).passed
+    wide = m.mean() + 1.2 * (m.sample(2000, gen) - m.mean())
+    r = exact_law_test(wide, m, alpha=1e-3, generator=gen)
+    assert not r.passed and r.details["reference_n"] == 0
+    with pytest.raises(ValueError, match="dimension"):
+        exact_law_test(torch.zeros(10, 3), m)

@@ -12,6 +12,7 @@ from typing import Any
 _EXPORTS = {
     "TestResult": "stats",
     "two_sample_test": "stats",
+    "exact_law_test": "exact_law",
     "mean_test": "stats",
     "covariance_test": "stats",
     "zero_mean_test": "stats",
@@ -39,6 +40,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    if name in ("stats", "strategies", "assertions", "gaussian_law", "plugin", "calibration"):
+    if name in ("stats", "strategies", "assertions", "gaussian_law", "plugin", "calibration", "exact_law"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

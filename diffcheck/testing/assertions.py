@@ -14,6 +14,7 @@ from toy.mixture import GaussianMixture, NoisedMixture
 from toy.validate import check_float
 
 from . import stats as st
+from .exact_law import exact_law_test
 
 __all__ = ["DiffcheckAssertionError", "assert_samples_match", "assert_moments", "assert_mode_weights", "assert_order", "assert_gaussian_kl"]
 
@@ -45,30 +46,29 @@ def _raise(what: str, results: Sequence[st.TestResult]) -> None:
         raise DiffcheckAssertionError(f"{what} failed:\n{lines}", results)
 
 
-def _reference(law, n: int, generator: torch.Generator | None) -> torch.Tensor:
-    gen = generator if generator is not None else torch.Generator().manual_seed(20240601)
-    if isinstance(law, NoisedMixture) and (law.alpha.ndim or law.sigma.ndim):
-        raise ValueError("the law must have a single (alpha, sigma), not per-sample values")
-    return law.sample(n, gen)
-
-
 def assert_samples_match(samples: torch.Tensor, law: Any, *, alpha: float = 1e-3, reference_n: int | None = None,
                          generator: torch.Generator | None = None, modes: bool = True) -> list[st.TestResult]:
-    """Assert that ``samples`` follow the exact ``law``: a sliced two-sample test (with the exact log-density as a slice) and, with ``modes``, mode weights.
+    """Assert that ``samples`` follow the exact ``law``: a sliced KS test against the exact law (with the exact
+    log-density as a slice) and, with ``modes``, mode weights.
 
-    The false-alarm rate of the whole assertion is ``alpha`` (split between the tests).
+    The projections are tested against their exact CDFs, the log-density slice against ``reference_n`` exact
+    draws (default 50 000) and the mode weights against at least 200 000. The false-alarm rate of the whole
+    assertion is at most ``alpha`` (split between the tests), whatever the seed of ``generator``.
     """
     alpha = check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
     law = _law(law)
     x = _flat(samples)
     if x.shape[1] != law.dim:
         raise ValueError(f"samples have {x.shape[1]} values per sample, the law has dimension {law.dim}")
-    ref = _reference(law, reference_n or x.shape[0], generator)
+    if isinstance(law, NoisedMixture) and (law.alpha.ndim or law.sigma.ndim):
+        raise ValueError("the law must have a single (alpha, sigma), not per-sample values")
+    gen = generator if generator is not None else torch.Generator().manual_seed(20240601)
+    mix = law.to_mixture() if isinstance(law, NoisedMixture) else law
     each = alpha / (2 if modes else 1)
-    results = [st.two_sample_test(x, ref, alpha=each, generator=generator, features=law.log_prob)]
+    ref_n = 50_000 if reference_n is None else reference_n
+    results = [exact_law_test(x, mix, alpha=each, generator=gen, features=law.log_prob, reference_n=ref_n)]
     if modes:
-        mix = law.to_mixture() if isinstance(law, NoisedMixture) else law
-        results.append(st.mode_weights_test(x, mix, alpha=each, generator=generator))
+        results.append(st.mode_weights_test(x, mix, alpha=each, generator=gen, reference_n=max(ref_n, 200_000)))
     _raise(f"samples do not match the exact law (n={x.shape[0]}, alpha={alpha:g})", results)
     return results
 
