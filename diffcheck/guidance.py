@@ -5,9 +5,9 @@ A conditional model is called as ``model(x, t, y=labels)`` and, unconditionally,
 logits`` of shape (B, C); its gradient ``grad_x log softmax(classifier(x, t))[y]`` is taken
 by autograd unless the classifier provides ``grad(x, t, y)`` in closed form.
 
-Guidance of the Algorithm 2 form is a *model* (it changes eps), so every sampler takes it:
-DDPM, DDIM, the reverse SDE and the probability-flow ODE alike. Algorithm 1 shifts the
-ancestral mean and is a sampler step of its own.
+Guidance of the form of Dhariwal & Nichol 2021, Algorithm 2 is a *model* (it changes eps), so
+every sampler takes it: DDPM, DDIM, the reverse SDE and the probability-flow ODE alike.
+Dhariwal & Nichol 2021, Algorithm 1 shifts the ancestral mean and is a sampler step of its own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from toy.validate import check_float
 
 from .param import Model, predict
 from .process.base import Process
-from .samplers.ancestral import ancestral_step
+from .samplers.ancestral import ancestral_moments, check_variance
 from .samplers.base import sampler
 from .samplers.loop import Coefficients, coefficients, walk
 from .tensor import per_sample
@@ -142,14 +142,16 @@ def classifier_guided_ancestral_step(
     variance: str = "beta_tilde",
     coef: Coefficients | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Algorithm 1 of Dhariwal & Nichol (2021): x_s ~ N(mu + scale * Sigma * grad log p(y | x_t), Sigma)."""
+    """Algorithm 1 of Dhariwal & Nichol (2021): x_s ~ N(mu + scale * Sigma * grad log p(y | x_t), Sigma).
+
+    mu and Sigma are the ancestral step's (``ancestral_moments``), Sigma per coordinate with ``variance="learned"``.
+    """
     c = coef or coefficients(process, t, s)
-    var = c.post_var if variance == "beta_tilde" else c.trans_var
-    if c.sigma_s == 0.0:
-        var = 0.0
-    shift = (scale * var) * classifier_grad(classifier, x, t, y)
-    out, mean = ancestral_step(model, process, x, t, s, noise, last=last, variance=variance, coef=c)
-    return out + shift, mean + shift
+    mean, var = ancestral_moments(model, process, x, t, s, variance=variance, coef=c)
+    mean = mean + (scale * var) * classifier_grad(classifier, x, t, y)
+    if isinstance(var, float) and var == 0.0:  # the step to the data: no noise
+        return mean, mean
+    return mean + var**0.5 * noise(x), mean
 
 
 @sampler("chain", "Dhariwal & Nichol 2021, Algorithm 1", weak_order=1.0)
@@ -168,8 +170,12 @@ def classifier_guided_ancestral(
     progress: bool = False,
     full: bool = False,
 ):
-    """Ancestral sampling with the classifier-guided mean shift (Algorithm 1) over ``grid``."""
+    """Ancestral sampling with the classifier-guided mean shift (Dhariwal & Nichol 2021, Algorithm 1) over ``grid``.
+
+    ``variance`` is "beta_tilde", "beta" or "learned" (a learned-variance model, as the paper's networks are).
+    """
     scale = check_float(scale, "scale", low=0.0)
+    check_variance(variance, model)
     if y is None:
         raise ValueError("classifier guidance needs the class labels y")
     return walk(classifier_guided_ancestral_step, model, process, x, grid, generator=generator,

@@ -1,7 +1,8 @@
 """Exact likelihood by the instantaneous change of variables along the probability-flow ODE (Song et al. 2021, App. D).
 
 log p_{t_start}(x) = log p_{t_end}(x_{t_end}) + int_{t_start}^{t_end} div v(x_t, t) dt, with
-v the probability-flow velocity. The divergence is exact (autograd, one backward pass per
+v the probability-flow velocity of ``process.reverse(model, probability_flow=True)`` (the
+one definition the ODE samplers also run). The divergence is exact (autograd, one backward pass per
 dimension: cheap in 2D) or Hutchinson's estimate e^T (dv/dx) e with the noise e drawn once
 and fixed for the whole solve.
 """
@@ -21,7 +22,6 @@ from toy.validate import check_choice, check_float
 from .param import Model
 from .process.base import Process
 from .samplers.loop import Counted
-from .samplers.ode import probability_flow
 
 __all__ = ["Likelihood", "log_likelihood", "divergence"]
 
@@ -97,13 +97,14 @@ def log_likelihood(
             probe = torch.sign(probe)
             probe[probe == 0] = 1.0
     counted = Counted(model)
+    flow = process.reverse(counted, probability_flow=True)
     shape, n = x.shape, x.shape[0]
     size = x[0].numel()
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         xt = torch.from_numpy(y[: n * size]).to(dtype=x.dtype, device=x.device).reshape(shape)
         tt = torch.tensor(t, dtype=torch.float64)
-        div, v = divergence(lambda z: probability_flow(counted, process, z, tt, **model_kwargs), xt, probe=probe)
+        div, v = divergence(lambda z: flow.drift(z, tt, **model_kwargs), xt, probe=probe)
         return np.concatenate([v.reshape(-1).double().cpu().numpy(), div.double().cpu().numpy()])
 
     y0 = np.concatenate([x.detach().reshape(-1).double().cpu().numpy(), np.zeros(n)])

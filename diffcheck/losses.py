@@ -1,4 +1,8 @@
-"""Training objectives as functions of (model, process, x_0, t or a t-sampler, generator), per sample.
+"""The one place for training losses: functions of (model, process, x_0, t or a t-sampler, generator), per sample.
+
+Built on them: ``diffcheck.learned.objectives`` (recipes for toy models: a loss with its
+process, network and sampler), ``diffcheck.training.objective`` (the ``loss_fn`` the
+training loop takes) and ``diffcheck.checks.objectives`` (checks of their minima).
 
 Every loss returns one value per sample (shape (B,)); a training step averages them,
 times importance weights where t was importance-sampled (``diffcheck.importance``).
@@ -239,7 +243,7 @@ def sliced_score_matching(
     ``variance_reduced`` uses 1/2 |s|^2 for the second term (SSM-VR). Projections v are
     ``"gaussian"``, ``"rademacher"`` or uniform on the ``"sphere"`` of radius sqrt(D); all
     have E[v v^T] = I, so the expectation is implicit score matching. With sigma(t) = 0
-    the points are the data themselves (NCSN's Figure 2 toy). The projections are drawn
+    the points are the data themselves (the toy of Song & Ermon 2019, Fig. 2). The projections are drawn
     from ``generator`` after the noise.
     """
     projections = check_int(projections, "projections", minimum=1)

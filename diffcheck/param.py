@@ -1,4 +1,13 @@
-"""Parameterizations: a model predicts the score, eps, x_0 or v, and says which; conversions between them.
+"""The one place for what a model is: ``model(x, t)`` predicting the score, eps, x_0 or v, and saying which; conversions between them.
+
+Here: the protocol (``Model``), the conversions (``convert``, ``predict``), a model from a
+plain function (``function_model``), a view predicting another quantity (``Converted``) and
+the base class of networks used as models (``NetModel``). Networks become models in one
+module per family of networks, each the one place for that family:
+``diffcheck.nets.wrap.wrap_net`` (the reference networks, fed as the official codes feed
+them), ``diffcheck.learned.model`` (the toy MLPs), ``diffcheck.video.netmodels`` (the
+reference video networks as MCVD and RaMViD models) and ``diffcheck.video.toynet`` (the toy
+video MLP as MCVD and RaMViD models). The exact model is ``diffcheck.exact.ExactModel``.
 
 With x = alpha x_0 + sigma eps (Kingma et al. 2021; Salimans & Ho 2022 for v):
     score = -eps / sigma,   x_0 = (x - sigma eps) / alpha,   v = alpha eps - sigma x_0,
@@ -18,7 +27,7 @@ from toy.validate import check_choice
 from .process.base import Process
 from .tensor import per_sample
 
-__all__ = ["PREDICTIONS", "Model", "convert", "predict", "as_model", "FunctionModel", "Converted", "NetModel"]
+__all__ = ["PREDICTIONS", "Model", "convert", "predict", "function_model", "FunctionModel", "Converted", "NetModel"]
 
 PREDICTIONS = ("score", "eps", "x0", "v")
 
@@ -114,7 +123,7 @@ class FunctionModel:
         return f"FunctionModel({getattr(self.fn, '__name__', self.fn)!r}, prediction={self.prediction!r})"
 
 
-def as_model(fn: Callable[..., torch.Tensor], prediction: str) -> FunctionModel:
+def function_model(fn: Callable[..., torch.Tensor], prediction: str) -> FunctionModel:
     """Declare that ``fn(x, t)`` predicts ``prediction``."""
     return FunctionModel(fn, prediction)
 

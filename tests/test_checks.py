@@ -9,7 +9,7 @@ import toy
 from diffcheck import checks
 from diffcheck.checks import ddpm, mixture, ncsn, objectives, processes
 from diffcheck.exact import ExactModel
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.process import VP, SubVP
 
 ALL = checks.registry()
@@ -92,6 +92,22 @@ def test_process_checks_fail_on_wrong_coefficients(broken):
     assert not processes.continuity(processes=procs).passed
 
 
+def test_a_factor_in_the_one_reverse_sde_fails_continuity_and_a_sampler_law_check(monkeypatch):
+    """The continuity check and the samplers run one definition (process.reverse): corrupting it is seen by both."""
+    from diffcheck.checks import orders
+    from diffcheck.process.reverse import ReverseSDE
+
+    euler = [case for case in orders._order_cases() if case[0] == "euler_ode"]
+    steps = (32, 64, 128)
+    assert processes.continuity().passed
+    assert orders.orders(steps=steps, cases=euler).passed
+    weight = ReverseSDE.weight
+    monkeypatch.setattr(ReverseSDE, "weight", property(lambda self: 1.05 * weight.fget(self)))  # 5% on g^2 score
+    assert not processes.continuity().passed
+    rec = orders.orders(steps=steps, cases=euler)
+    assert not rec.passed and rec.measured["euler_ode"] < 0.5  # the error stalls at the wrong flow's bias
+
+
 def test_forward_sde_check_fails_on_wrong_diffusion():
     sub = SubVP()
     rec = processes.forward_sde(g2_fn={"VP": sub.g2})
@@ -102,7 +118,7 @@ def test_forward_sde_check_fails_on_wrong_diffusion():
 def test_dsm_check_fails_on_wrong_score():
     # the exact score of a slightly different time: a plausible but wrong model
     def wrong(exact):
-        return as_model(lambda x, t: exact.score(x, torch.as_tensor(t) * 0.9), "score")
+        return function_model(lambda x, t: exact.score(x, torch.as_tensor(t) * 0.9), "score")
 
     assert not objectives.dsm_minimizer(score_fn=wrong).passed
 

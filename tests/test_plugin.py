@@ -1,5 +1,6 @@
 """The pytest plugin, run from a separate temporary project: the README's example passes, a wrong sampler fails."""
 
+import os
 import re
 from pathlib import Path
 
@@ -59,3 +60,14 @@ def test_plugin_import_is_cheap():
     code = "import sys, diffcheck.testing.plugin; print('torch' in sys.modules, 'scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_this_suite_runs_under_the_plugins_settings(request):
+    """tests/conftest.py turns on the plugin's options rather than re-implementing them."""
+    from hypothesis import settings
+
+    assert request.config.getoption("--diffcheck-skip-gpu")
+    profile = os.environ.get("HYPOTHESIS_PROFILE", "ci")
+    assert request.config.getoption("--diffcheck-hypothesis-profile") == profile
+    if profile == "ci":
+        assert settings.default.derandomize and settings.default.deadline is None and settings.default.max_examples == 60

@@ -21,7 +21,7 @@ from torch import nn
 from diffcheck import process as P
 from diffcheck.gan.checkpoint import load_checkpoint as load_gan_checkpoint
 from diffcheck.gan.checkpoint import save_checkpoint as save_gan_checkpoint
-from diffcheck.training import CheckpointError, TrainConfig, eps_mse, latest_checkpoint, load_checkpoint, train
+from diffcheck.training import CheckpointError, TrainConfig, eps_mse_objective, latest_checkpoint, load_checkpoint, train
 from diffcheck.training import checkpoint as ckpt_mod
 
 
@@ -49,7 +49,7 @@ def _config(steps: int = STEPS) -> TrainConfig:
 
 
 def _run(out: Path, steps: int = STEPS):
-    return train(Denoiser(), eps_mse(P.VP()), DATA, _config(steps), generator=torch.Generator().manual_seed(7), out_dir=out)
+    return train(Denoiser(), eps_mse_objective(P.VP()), DATA, _config(steps), generator=torch.Generator().manual_seed(7), out_dir=out)
 
 
 @pytest.fixture(scope="module")
@@ -319,7 +319,7 @@ def test_resuming_into_another_model_says_so(tmp_path):
             self.net[3] = nn.Linear(48, 2)
 
     with pytest.raises(ValueError, match="cannot resume from .*step_00000002: it does not fit this model"):
-        train(Wider(), eps_mse(P.VP()), DATA, _config(4), generator=torch.Generator(), out_dir=tmp_path)
+        train(Wider(), eps_mse_objective(P.VP()), DATA, _config(4), generator=torch.Generator(), out_dir=tmp_path)
 
 
 @pytest.mark.parametrize("cut", ["truncated", "garbage", "empty"])

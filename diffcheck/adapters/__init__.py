@@ -1,8 +1,9 @@
 """Adapters that run other libraries' samplers against diffcheck's exact answers.
 
-``diffcheck.adapters.diffusers`` drives diffusers' schedulers with the exact model and
-``diffcheck.adapters.diffusers_report`` measures them (``verify_diffusers``,
-``format_report``). Both need the optional dependency: ``pip install 'diffcheck[diffusers]'``.
+``diffcheck.adapters.diffusers`` drives diffusers' schedulers with the exact model (its
+schedulers, time maps and loop) and ``diffcheck.adapters.diffusers_report`` measures them
+(``verify_diffusers``, ``format_report``; its probes of known traps report as the checks'
+``Record``). Both need the optional dependency: ``pip install 'diffcheck[diffusers]'``.
 Nothing here imports diffusers until it is used.
 """
 

@@ -2,24 +2,23 @@
 
 Families (one network, or a network and its classifier, on one process):
 
-- ``ddpm``: DDPM U-Net, CIFAR-10 (Ho et al. 2020; 35,746,307 parameters) on the linear DDPM table.
-  DDPM ancestral over all 1000 steps and respaced to 250 (Nichol & Dhariwal 2021), DDIM with 50 and 10
-  uniform skips, eta = 0 (Song et al. 2020).
+- ``ddpm``: DDPM U-Net, CIFAR-10 (Ho et al. 2020; 35,746,307 parameters) on the linear DDPM table:
+  DDIM with 50 uniform skips, eta = 0 (Song et al. 2020), and DDPM ancestral over all 1000 steps.
 - ``ncsnpp``: NCSN++ (VE), CIFAR-10 (Song et al. 2021; 62,758,915) on the VE SDE sigma in [0.01, 50]
-  with the official perturbation kernel. Probability-flow Heun on 18 levels of Karras et al.'s rho = 7
-  schedule from 50 to 0.01 (17 steps, 34 NFE); predictor-corrector with the reverse-diffusion predictor
-  and one Langevin corrector (snr 0.16) over 1000 steps (2000 NFE), as score_sde samples CIFAR-10.
+  with the official perturbation kernel: predictor-corrector with the reverse-diffusion predictor and one
+  Langevin corrector (snr 0.16) over 1000 steps (2000 NFE), as score_sde samples CIFAR-10.
 - ``adm``: ADM 64x64, class-conditional (Dhariwal & Nichol 2021; 295,904,454) on the cosine table, with
   its noisy classifier at 64 px as guided-diffusion builds it for that size: ``adm_classifier_128`` with
   image_size 64, channel_mult (1, 2, 3, 4), depth 4 (``--classifier_depth 4``), width 128, attention
-  at 32, 16, 8, attention pooling (65,438,568 parameters). DDIM-50 alone, and DDIM-50 with classifier
-  guidance, scale 1 (Algorithm 2): each evaluation adds a classifier forward and a backward pass to x.
+  at 32, 16, 8, attention pooling (65,438,568 parameters). DDIM-50 with classifier guidance, scale 1
+  (Algorithm 2): each evaluation adds a classifier forward and a backward pass to x.
 - ``ncsnv2``: NCSNv2, CIFAR-10 (Song & Ermon 2020; 29,694,083) with its 232-level geometric ladder from
   50 to 0.01, annealed Langevin with 5 steps per level, technique-4 step size and the final denoising
   step (1161 NFE).
 
 Weights are random (a speed does not depend on them), seeded, with ADM's zero-initialised layers redrawn
-so that no product runs on zeros. With ``tiny`` each network takes its ``tiny_overrides`` and each sampler
+so that no product runs on zeros; the DDPM family can take a user's network instead (``build_family(...,
+net=...)``), whose weights are kept. With ``tiny`` each network takes its ``tiny_overrides`` and each sampler
 a few steps, so the whole benchmark runs on a CPU in seconds.
 """
 
@@ -35,19 +34,19 @@ from .. import nets
 from .. import process as P
 from .. import samplers as S
 from ..guidance import ClassifierGuided
-from ..nets.wrap import as_classifier, as_model
+from ..nets.wrap import as_classifier, wrap_net
 from ..tensor import per_sample
 from .gpu_variants import randomize_zero_weights
 
 __all__ = ["FAMILIES", "Case", "CASES", "cases", "case", "Family", "build_family", "adm_classifier_overrides",
-           "grid", "nfe", "sampler_fn", "initial_noise", "Labelled", "labels_for"]
+           "grid", "nfe", "sampler_fn", "initial_noise", "Labelled", "labels_for", "user_network", "family_parameters"]
 
 FAMILIES = ("ddpm", "ncsnpp", "adm", "ncsnv2")
 
 
 @dataclass(frozen=True)
 class Case:
-    """A sampler of a family at a fixed number of steps (of noise levels for Heun's and NCSNv2's ladders);
+    """A sampler of a family at a fixed number of steps (of noise levels for NCSNv2's ladder);
     ``quick_steps`` in the tiny configuration."""
 
     id: str
@@ -60,19 +59,13 @@ class Case:
 
 
 CASES: tuple[Case, ...] = (
-    Case("ddpm/ddim50", "ddpm", "ddim", 50, 4, True, "DDIM, 50 uniform skips, eta 0 (Song et al. 2020, Eq. 12)"),
-    Case("ddpm/ddim10", "ddpm", "ddim", 10, 2, True, "DDIM, 10 uniform skips, eta 0"),
-    Case("ddpm/ancestral250", "ddpm", "ddpm_ancestral", 250, 3, False,
-         "DDPM ancestral respaced to 250 steps (Nichol & Dhariwal 2021), beta_tilde variance"),
-    Case("ddpm/ancestral1000", "ddpm", "ddpm_ancestral", 1000, 6, False, "DDPM ancestral, all 1000 steps (Ho et al. 2020, Algorithm 2)"),
-    Case("ncsnpp/heun", "ncsnpp", "heun_ode", 18, 3, True,
-         "probability-flow Heun on Karras et al.'s rho = 7 levels, 50 to 0.01 (Song et al. 2021, Eq. 13)"),
+    Case("ddpm/ddim50", "ddpm", "ddim", 50, 2, True, "DDIM, 50 uniform skips, eta 0 (Song et al. 2020, Eq. 12)"),
+    Case("ddpm/ancestral1000", "ddpm", "ddpm_ancestral", 1000, 2, False, "DDPM ancestral, all 1000 steps (Ho et al. 2020, Algorithm 2)"),
     Case("ncsnpp/pc1000", "ncsnpp", "predictor_corrector", 1000, 2, False,
          "predictor-corrector: reverse diffusion + 1 Langevin corrector, snr 0.16 (Song et al. 2021, Algorithm 2)"),
-    Case("adm/ddim50", "adm", "ddim", 50, 3, True, "class-conditional DDIM, 50 uniform skips, eta 0"),
-    Case("adm/guided_ddim50", "adm", "guided_ddim", 50, 3, True,
+    Case("adm/guided_ddim50", "adm", "guided_ddim", 50, 2, True,
          "DDIM-50 with classifier guidance, scale 1 (Dhariwal & Nichol 2021, Algorithm 2)"),
-    Case("ncsnv2/annealed_langevin", "ncsnv2", "ncsnv2", 232, 3, False,
+    Case("ncsnv2/annealed_langevin", "ncsnv2", "ncsnv2", 232, 2, False,
          "annealed Langevin, 5 steps per level, technique-4 step, final denoising (Song & Ermon 2020)"),
 )
 
@@ -122,18 +115,27 @@ def _ready(net: nn.Module, device: torch.device, seed: int) -> nn.Module:
     return net
 
 
-def build_family(name: str, *, tiny: bool, device: torch.device | str, seed: int = 0) -> Family:
-    """Build the networks of family ``name`` (full configurations, or tiny ones) on ``device``."""
+def build_family(name: str, *, tiny: bool, device: torch.device | str, seed: int = 0, net: nn.Module | None = None) -> Family:
+    """Build the networks of family ``name`` (full configurations, or tiny ones) on ``device``; for "ddpm",
+    ``net`` replaces the reference U-Net (an eps-predicting diffcheck network of the DDPM table, weights kept)."""
     if name not in FAMILIES:
         raise ValueError(f"unknown family {name!r}; known: {', '.join(FAMILIES)}")
     device = torch.device(device)
+    if net is not None:
+        if name != "ddpm":
+            raise ValueError(f"net replaces the DDPM family's network only, not {name!r}'s")
+        user_network(net)
 
     def make(net_name: str, **extra: Any) -> nn.Module:
         over = dict(nets.tiny_overrides(net_name)) if tiny else {}
         over.update(extra)
         return _ready(nets.build(net_name, seed=seed, **over), device, seed)
 
-    if name == "ddpm":
+    if name == "ddpm" and net is not None:
+        net = net.to(device).eval()
+        net.requires_grad_(False)
+        built, process = {"net": net}, P.DiscreteVP.linear()
+    elif name == "ddpm":
         built, process = {"net": make("ddpm_cifar10")}, P.DiscreteVP.linear()
     elif name == "ncsnpp":
         built, process = {"net": make("ncsnpp_cifar10_ve")}, P.VE(0.01, 50.0, kernel="official")
@@ -147,6 +149,32 @@ def build_family(name: str, *, tiny: bool, device: torch.device | str, seed: int
                   {k: sum(p.numel() for p in v.parameters()) for k, v in built.items()})
 
 
+def family_parameters(name: str, *, tiny: bool, net: nn.Module | None = None) -> int:
+    """Parameters of family ``name``'s networks, counted on the meta device (nothing is allocated)."""
+    if net is not None:
+        return sum(p.numel() for p in net.parameters())
+    names = {"ddpm": ["ddpm_cifar10"], "ncsnpp": ["ncsnpp_cifar10_ve"], "adm": ["adm_64", "adm_classifier_128"], "ncsnv2": ["ncsnv2_cifar10"]}
+    if name not in names:
+        raise ValueError(f"unknown family {name!r}; known: {', '.join(FAMILIES)}")
+    total = 0
+    with torch.device("meta"):
+        for n in names[name]:
+            over = adm_classifier_overrides(tiny) if n == "adm_classifier_128" else (nets.tiny_overrides(n) if tiny else {})
+            total += sum(p.numel() for p in nets.build(n, **over).parameters())
+    return total
+
+
+def user_network(net: Any) -> None:
+    """Check that ``net`` can stand in for the DDPM U-Net: a diffcheck network predicting eps, images (C, H, W)."""
+    if not isinstance(net, nn.Module) or not hasattr(net, "config"):
+        raise TypeError(f"net must be a diffcheck network (an nn.Module with a .config), got {type(net).__name__}")
+    cfg = net.config
+    if getattr(cfg, "prediction", None) != "eps":
+        raise ValueError(f"net must predict eps for the DDPM family, its config says {getattr(cfg, 'prediction', None)!r}")
+    if len(tuple(getattr(cfg, "data_shape", ()))) != 3 or getattr(cfg, "label_classes", None) is not None:
+        raise ValueError("net must be an unconditional image network (config.data_shape (C, H, W), no label_classes)")
+
+
 def grid(c: Case, fam: Family) -> torch.Tensor:
     """The decreasing time grid case ``c`` walks (its full step count, or ``quick_steps`` when tiny)."""
     n = c.quick_steps if fam.tiny else c.steps
@@ -155,8 +183,6 @@ def grid(c: Case, fam: Family) -> torch.Tensor:
         return P.ddim_grid(p, n)
     if c.sampler == "ddpm_ancestral":
         return P.iddpm_grid(p, [n])
-    if c.sampler == "heun_ode":
-        return P.karras_grid(p, n, sigma_min=0.01, sigma_max=50.0, append_zero=False)
     if c.sampler == "predictor_corrector":
         return P.uniform_grid(n, 1.0, 1e-5)
     return P.sigma_grid(p, P.geometric_sigmas(50.0, 0.01, n))
@@ -167,9 +193,6 @@ def nfe(c: Case, fam: Family, g: torch.Tensor) -> int:
     steps = len(g) - 1
     if c.sampler in ("ddim", "guided_ddim", "ddpm_ancestral"):
         return steps
-    if c.sampler == "heun_ode":
-        final_to_zero = float(fam.process.sigma(g[-1])) == 0.0
-        return 2 * steps - (1 if final_to_zero else 0)
     if c.sampler == "predictor_corrector":
         return 2 * steps
     return len(g) * _STEPS_PER_LEVEL[fam.tiny] + 1
@@ -211,7 +234,7 @@ def sampler_fn(c: Case, fam: Family, run_nets: dict[str, nn.Module]) -> tuple[Ru
     is a host-device synchronisation per step.
     """
     p = fam.process
-    model = as_model(run_nets["net"], p)
+    model = wrap_net(run_nets["net"], p)
     classifier = as_classifier(run_nets["classifier"], p) if "classifier" in run_nets else None
 
     def gen(seed: int) -> torch.Generator:
@@ -229,8 +252,6 @@ def sampler_fn(c: Case, fam: Family, run_nets: dict[str, nn.Module]) -> tuple[Ru
             return S.ddim(m, p, x, g, check_finite=False, **kw)
         if c.sampler == "ddpm_ancestral":
             return S.ddpm_ancestral(m, p, x, g, generator=gen(seed), check_finite=False, **kw)
-        if c.sampler == "heun_ode":
-            return S.heun_ode(m, p, x, g, check_finite=False, **kw)
         if c.sampler == "predictor_corrector":
             return S.predictor_corrector(m, p, x, g, generator=gen(seed), check_finite=False, **kw)
         return S.ncsnv2(m, p, x, g, generator=gen(seed), steps_per_level=_STEPS_PER_LEVEL[fam.tiny], check_finite=False, **kw)

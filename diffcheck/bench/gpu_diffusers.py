@@ -1,5 +1,5 @@
 """The peer beside the benchmark: diffusers' UNet2DModel in the configuration of google/ddpm-cifar10-32,
-driven by its DDIMScheduler and DDPMScheduler as its DDIM and DDPM pipelines drive them.
+driven by its DDIMScheduler (or DDPMScheduler) as its DDIM (or DDPM) pipeline drives it.
 
 diffusers is optional: ``available()`` says whether it imports, and nothing here is imported before that.
 The configuration is the checkpoint's config.json (the DDPM CIFAR-10 U-Net: block_out_channels
@@ -80,16 +80,24 @@ def scheduler(kind: str) -> Any:
     raise ValueError(f"unknown scheduler kind {kind!r}; known: ddim, ddpm")
 
 
-def prepared(unet: torch.nn.Module, mode: str) -> torch.nn.Module:
-    """The U-Net as mode ``mode`` runs it (a converted copy for bf16 weights and channels-last)."""
+def prepared(unet: torch.nn.Module, mode: str, backend: str | None = None) -> torch.nn.Module:
+    """The U-Net as mode ``mode`` runs it (a converted copy for bf16 weights and channels-last); ``backend``
+    replaces inductor when compiling ("eager" on a CPU dry run)."""
     if mode not in MODES:
         raise ValueError(f"unknown diffusers mode {mode!r}; known: {', '.join(MODES)}")
     if mode.startswith("bf16w"):
-        unet = copy.deepcopy(unet).to(torch.bfloat16)
+        from diffusers.utils import logging as dlog
+
+        level = dlog.get_verbosity()
+        dlog.set_verbosity_error()  # its advice to load with torch_dtype concerns checkpoints; these weights are random
+        try:
+            unet = copy.deepcopy(unet).to(torch.bfloat16)
+        finally:
+            dlog.set_verbosity(level)
     if "+cl" in mode:
         unet = unet.to(memory_format=torch.channels_last)
     if "compile" in mode:
-        unet = torch.compile(unet, dynamic=False)
+        unet = torch.compile(unet, backend=backend, dynamic=False) if backend else torch.compile(unet, dynamic=False)
     return unet
 
 

@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from .gpu_timing import sync
 
-__all__ = ["classify", "profile_run"]
+__all__ = ["classify", "profile_run", "profile_step"]
 
 _MATRIX = re.compile(
     r"gemm|conv|cutlass|xmma|gmma|mma|nvjet|cudnn|implicit|fprop|dgrad|wgrad|flash|fmha|attention|sdpa|"
@@ -104,3 +104,26 @@ def profile_run(fn: Callable[[], Any], device: torch.device, *, flops: int | Non
         result["flops"] = flops
         result["matrix_class_tflops"] = flops / by_class["matrix"] / 1e12
     return result
+
+
+def profile_step(runner: Any, step: Any) -> tuple[str, str | None]:
+    """The plan's profile: a few steps of the headline's fastest run, when it reached under 35% of the ceiling."""
+    from . import gpu_plan as P
+    from . import gpu_variants as V
+
+    fast = runner.fastest()
+    if fast is None:
+        return "skipped", "no run of the headline to profile"
+    frac = fast["fraction_of_ceiling"]
+    if frac is not None and frac >= P.TARGET_FRACTION:
+        return "skipped", f"the headline reached {100 * frac:.1f}% of the ceiling (>= {100 * P.TARGET_FRACTION:.0f}%)"
+    why = runner.allow(step, runner.reserved_estimate(step))
+    if why:
+        return "skipped", why
+    subject = runner.subject(P.HEADLINE, fast["variant"], fast["batch"], steps=runner.s.profile_steps)
+    with torch.no_grad(), V.precision(V.variant(fast["variant"])):
+        subject.full()
+        prof = profile_run(subject.full, runner.device, flops=int(fast["flops_per_image_per_nfe"] * fast["batch"] * subject.nfe))
+    runner.record.set("profile", {"case": P.HEADLINE, "variant": fast["variant"], "batch": fast["batch"],
+                                  "steps": runner.s.profile_steps, "nfe": subject.nfe, **prof})
+    return "done", None

@@ -1,12 +1,12 @@
 """Execution variants of an image network: precision, memory layout, compilation, CUDA graphs.
 
 A variant changes how a network runs, never what it computes up to rounding: eager float32
-(TF32 off for matrix products *and* cuDNN convolutions, whose default is on), TF32, bfloat16
-autocast, channels-last memory, ``torch.compile`` (inductor) and its CUDA-graph mode
+(TF32 off for matrix products *and* cuDNN convolutions, whose default is on), bfloat16 autocast with
+channels-last memory, and that through ``torch.compile`` (inductor) and its CUDA-graph mode
 ("reduce-overhead"). ``prepare(net, variant, device)`` returns a module called like the network,
-``net(x, noise, y=None)``, which a sampler then uses through ``nets.wrap.as_model``; the sampler's
+``net(x, noise, y=None)``, which a sampler then uses through ``nets.wrap.wrap_net``; the sampler's
 own state stays float32. ``precision(variant)`` sets the matrix-unit flags for the duration of a run.
-Tolerances against eager float32 follow the precision of the matrix products (see ``tolerance``).
+How far a variant's samples may land from eager float32 is ``gpu_gate``'s.
 """
 
 from __future__ import annotations
@@ -20,23 +20,22 @@ import torch
 from torch import nn
 
 __all__ = ["Variant", "VARIANTS", "variant", "names", "unavailable", "precision", "prepare", "PreparedNet",
-           "tolerance", "TOLERANCES", "randomize_zero_weights"]
+           "randomize_zero_weights"]
 
 
 @dataclass(frozen=True)
 class Variant:
-    """How a network runs: ``tf32`` matrix units, ``autocast`` dtype, ``channels_last`` layout, ``compile`` mode."""
+    """How a network runs: ``autocast`` dtype, ``channels_last`` layout, ``compile`` mode."""
 
     name: str
-    tf32: bool = False
     autocast: str | None = None  # "bfloat16" or None
     channels_last: bool = False
     compile: str | None = None  # torch.compile mode: "default" or "reduce-overhead" (CUDA graphs)
 
     @property
     def precision_class(self) -> str:
-        """"fp32", "tf32" or "bf16": the precision of the matrix products, which sets the tolerance."""
-        return "bf16" if self.autocast == "bfloat16" else ("tf32" if self.tf32 else "fp32")
+        """"fp32" or "bf16": the precision of the matrix products, which sets the gate's tolerance."""
+        return "bf16" if self.autocast == "bfloat16" else "fp32"
 
     @property
     def cuda_graphs(self) -> bool:
@@ -46,19 +45,10 @@ class Variant:
 
 VARIANTS: tuple[Variant, ...] = (
     Variant("fp32"),
-    Variant("tf32", tf32=True),
-    Variant("bf16", autocast="bfloat16"),
-    Variant("fp32+cl", channels_last=True),
     Variant("bf16+cl", autocast="bfloat16", channels_last=True),
     Variant("bf16+cl+compile", autocast="bfloat16", channels_last=True, compile="default"),
     Variant("bf16+cl+compile+graphs", autocast="bfloat16", channels_last=True, compile="reduce-overhead"),
 )
-
-# Relative L2 distance of samples from eager float32 on the same fixed noise. A single evaluation lands
-# far under 1e-3 in float32 (reduction order only), near 3e-4 with TF32 (10-bit mantissa, u = 4.9e-4) and
-# between 1e-3 and 1e-2 with bf16 operands (8-bit mantissa, u = 3.9e-3); a sampler's output is a weighted
-# sum of its evaluations, so each bound is the top of its range times 3 for propagation through the steps.
-TOLERANCES: dict[str, float] = {"fp32": 3e-4, "tf32": 3e-3, "bf16": 3e-2}
 
 
 def names() -> list[str]:
@@ -74,19 +64,10 @@ def variant(name: str) -> Variant:
     raise ValueError(f"unknown variant {name!r}; known: {', '.join(names())}")
 
 
-def tolerance(v: Variant) -> float:
-    """The stated tolerance on the relative L2 distance of a variant's samples from eager float32."""
-    return TOLERANCES[v.precision_class]
-
-
 def unavailable(v: Variant, device: torch.device | str) -> str | None:
     """Why ``v`` cannot run on ``device`` (a sentence), or None when it can."""
-    kind = torch.device(device).type
-    if kind != "cuda":
-        if v.tf32:
-            return "TF32 is a mode of NVIDIA matrix units (Ampere and later); it does not exist on this device"
-        if v.cuda_graphs:
-            return "CUDA graphs need a CUDA device"
+    if torch.device(device).type != "cuda" and v.cuda_graphs:
+        return "CUDA graphs need a CUDA device"
     if v.compile is not None and not hasattr(torch, "compile"):
         return "this torch has no torch.compile"
     return None
@@ -94,10 +75,13 @@ def unavailable(v: Variant, device: torch.device | str) -> str | None:
 
 @contextlib.contextmanager
 def precision(v: Variant) -> Iterator[None]:
-    """Set TF32 for matrix products and cuDNN convolutions as ``v`` says (off otherwise), restoring them after."""
+    """TF32 off for matrix products and cuDNN convolutions while ``v`` runs (float32 means float32; bf16
+    autocast is unaffected), restoring the flags after."""
+    if not isinstance(v, Variant):
+        raise TypeError(f"v must be a Variant, got {type(v).__name__}")
     saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = v.tf32
-    torch.backends.cudnn.allow_tf32 = v.tf32
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     try:
         yield
     finally:
@@ -143,10 +127,12 @@ class PreparedNet(nn.Module):
         return out.clone() if self.clone else out
 
 
-def prepare(net: nn.Module, v: Variant, device: torch.device | str) -> PreparedNet:
+def prepare(net: nn.Module, v: Variant, device: torch.device | str, backend: str | None = None) -> PreparedNet:
     """``net`` (on ``device``, in eval mode, no parameter gradients) run as variant ``v``.
 
-    A channels-last variant converts a copy of the network, so the original keeps its layout.
+    A channels-last variant converts a copy of the network, so the original keeps its layout. ``backend``
+    replaces inductor for a compiled variant ("eager": dynamo's tracing and guards alone, what a CPU dry
+    run can afford; the mode then has no effect).
     """
     if not isinstance(net, nn.Module) or not hasattr(net, "config"):
         raise TypeError("net must be a diffcheck network (an nn.Module with a .config)")
@@ -161,7 +147,7 @@ def prepare(net: nn.Module, v: Variant, device: torch.device | str) -> PreparedN
     core = _Core(net, device.type, v.autocast, v.channels_last)
     fn: Any = core
     if v.compile is not None:
-        fn = torch.compile(core, mode=v.compile, dynamic=False)
+        fn = torch.compile(core, backend=backend, dynamic=False) if backend else torch.compile(core, mode=v.compile, dynamic=False)
     return PreparedNet(core, fn, net.config, clone=v.cuda_graphs)
 
 

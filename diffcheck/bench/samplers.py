@@ -27,7 +27,7 @@ from diffcheck import process as P
 from diffcheck import samplers as S
 from diffcheck.exact import ExactModel
 from diffcheck.io import write_json
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 
 
 def _time(fn, repeats: int) -> float:
@@ -92,7 +92,7 @@ def _diffusers_rows(m: toy.GaussianMixture, x: torch.Tensor, steps: dict, repeat
 
 def run(points: int = 1024, repeats: int = 3, steps_scale: float = 1.0, progress: bool = True) -> dict:
     m = toy.ring()
-    cheap = as_model(lambda x, t: 0.5 * x, "eps")  # near-free evaluations: what remains is the sampler's own cost
+    cheap = function_model(lambda x, t: 0.5 * x, "eps")  # near-free evaluations: what remains is the sampler's own cost
     rows = []
     steps = {}
     for name, p, grid, fn in configurations(steps_scale):

@@ -4,7 +4,8 @@ A check is written once, as a function decorated with ``@check(id, source, claim
 returns an ``Outcome``; calling it returns a ``Record`` (with its id, source, claim,
 expected and measured values, tolerance and how it was derived, verdict and run time).
 Keyword arguments let a test run the same check on a deliberately wrong component to
-show that it fails.
+show that it fails. ``recorded`` gives the same record type to probes outside the tour
+(the diffusers report's findings).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-__all__ = ["Outcome", "Record", "check", "tour_plot", "registry", "plots", "select", "modules"]
+__all__ = ["Outcome", "Record", "check", "recorded", "tour_plot", "registry", "plots", "select", "modules"]
 
 
 def modules() -> list[str]:
@@ -120,13 +121,14 @@ def _fmt(v: Any) -> str:
 _REGISTRY: dict[str, Callable[..., Record]] = {}
 
 
-def check(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]], Callable[..., Record]]:
-    """Register a check function under ``id``; the decorated function returns a Record."""
+def recorded(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]], Callable[..., Record]]:
+    """Make a function that returns an Outcome return a Record instead, timed, without entering the tour.
+
+    ``check`` is this plus registration; probes of other libraries' code (the diffusers
+    report) use it alone, so that they report in the same record type.
+    """
 
     def wrap(fn: Callable[..., Outcome]) -> Callable[..., Record]:
-        if id in _REGISTRY:
-            raise ValueError(f"check id {id!r} is registered twice")
-
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Record:
             start = time.perf_counter()
@@ -142,6 +144,18 @@ def check(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]]
         run.check_id = id  # type: ignore[attr-defined]
         run.source = source  # type: ignore[attr-defined]
         run.claim = claim  # type: ignore[attr-defined]
+        return run
+
+    return wrap
+
+
+def check(id: str, source: str, claim: str) -> Callable[[Callable[..., Outcome]], Callable[..., Record]]:
+    """Register a check function under ``id``; the decorated function returns a Record."""
+
+    def wrap(fn: Callable[..., Outcome]) -> Callable[..., Record]:
+        if id in _REGISTRY:
+            raise ValueError(f"check id {id!r} is registered twice")
+        run = recorded(id, source, claim)(fn)
         _REGISTRY[id] = run
         return run
 

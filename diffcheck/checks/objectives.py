@@ -1,4 +1,4 @@
-"""Checks of training objectives against their closed-form minima.
+"""Checks of the training losses of ``diffcheck.losses`` against their closed-form minima.
 
 Each objective is run on the exact model and on the exact model plus a smooth
 perturbation delta, with the same draws (paired). The loss minus its closed-form
@@ -25,7 +25,7 @@ from ..losses import (
     uniform_steps,
     uniform_times,
 )
-from ..param import as_model
+from ..param import function_model
 from ..process import VE, VP, DiscreteVP, SubVP, discretize, geometric_sigmas
 from ..testing import stats as st
 from . import Outcome, check
@@ -72,7 +72,7 @@ def dsm_minimizer(n: int = 20000, seed: int = 30, alpha: float = 1e-3, score_fn:
         xt = a * x0 + s * eps
         loss = denoising_score_matching(model, p, x0, t, eps=eps, weight="none")
         closed = a * a * exact.posterior_cov(xt, t).diagonal(dim1=-2, dim2=-1).sum(-1) / (2 * s**4)
-        bumped = as_model(lambda x, tt: model(x, tt) + _perturbation(x, s), "score")
+        bumped = function_model(lambda x, tt: model(x, tt) + _perturbation(x, s), "score")
         loss_b = denoising_score_matching(bumped, p, x0, t, eps=eps, weight="none")
         rise = loss_b - loss - 0.5 * _perturbation(xt, s).pow(2).sum(-1)
         tests.append(st.zero_mean_test(loss - closed, alpha=each, name=f"DSM minimum, {name}"))
@@ -108,7 +108,7 @@ def simple_minimizer(n: int = 20000, seed: int = 31, alpha: float = 1e-3, eps_fn
         loss = simple_loss(model, sched, x0, steps=steps, eps=eps)
         closed = (a / s) ** 2 * exact.posterior_cov(xt, t).diagonal(dim1=-2, dim2=-1).sum(-1)
         delta = lambda x: _perturbation(x, 1.0)
-        bumped = as_model(lambda x, tt: model(x, tt) + delta(x), "eps")
+        bumped = function_model(lambda x, tt: model(x, tt) + delta(x), "eps")
         loss_b = simple_loss(bumped, sched, x0, steps=steps, eps=eps)
         rise = loss_b - loss - delta(xt).pow(2).sum(-1)
         tests.append(st.zero_mean_test(loss - closed, alpha=each, name=f"L_simple minimum, {name}"))
@@ -131,7 +131,7 @@ def _score_cases(gen: torch.Generator, n: int, score_fn: Callable | None, cases,
         xt = a[:, None] * x0 + s[:, None] * eps
         loss = loss_fn(model, p, x0, eps, t)
         closed = lam * a**2 * exact.posterior_cov(xt, t).diagonal(dim1=-2, dim2=-1).sum(-1) / (2 * s**4)
-        bumped = as_model(lambda x, tt: model(x, tt) + _perturbation(x, p.sigma(tt)), "score")
+        bumped = function_model(lambda x, tt: model(x, tt) + _perturbation(x, p.sigma(tt)), "score")
         loss_b = loss_fn(bumped, p, x0, eps, t)
         predicted = 0.5 * lam * _perturbation(xt, s).pow(2).sum(-1)
         tests.append(("minimum", name, loss - closed))
@@ -212,7 +212,7 @@ def sliced_implicit(n: int = 20000, seed: int = 34, alpha: float = 1e-3, score_f
         model = exact if score_fn is None else score_fn(exact)
         s = max(float(p.sigma(t)), 1.0)
         delta = lambda x: _perturbation(x, s)
-        bumped = as_model(lambda x, tt: model(x, tt) + delta(x), "score")
+        bumped = function_model(lambda x, tt: model(x, tt) + delta(x), "score")
         x0 = m.sample(n, gen)
         eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
         xt = float(p.alpha(t)) * x0 + float(p.sigma(t)) * eps

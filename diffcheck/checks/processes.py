@@ -150,45 +150,59 @@ def forward_sde(n: int = 4000, steps: int = 4000, seed: int = 11, alpha: float =
                    {"failures": failures, **rows})
 
 
-def _fp_terms(p: Process, m: toy.GaussianMixture, x: torch.Tensor, t: torch.Tensor, velocity: bool):
+def _log_density_terms(p: Process, m: toy.GaussianMixture, x: torch.Tensor, t: torch.Tensor):
+    """d_t log p_t, the score s and the Laplacian of log p_t at (x, t), by autograd of the exact log-density."""
     x = x.clone().requires_grad_(True)
     t = t.clone().requires_grad_(True)
-    law = m.noised(p.alpha(t), p.sigma(t))
-    logp = law.log_prob(x)
+    logp = m.noised(p.alpha(t), p.sigma(t)).log_prob(x)
     (dt,) = torch.autograd.grad(logp.sum(), t, retain_graph=True)
+    (s,) = torch.autograd.grad(logp.sum(), x, create_graph=True)
+    lap = sum(torch.autograd.grad(s[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(x.shape[1]))
+    return dt.detach(), s.detach(), lap.detach()
+
+
+def _forward_residual(p: Process, m: toy.GaussianMixture, x: torch.Tensor, t: torch.Tensor):
+    """The forward Fokker-Planck equation divided by p: d_t log p + d f + f x.s - (g^2/2)(lap + |s|^2), and its scale."""
+    dt, s, lap = _log_density_terms(p, m, x, t)
     d = x.shape[1]
-    f = p.f(t.detach())
-    g2 = p.g2(t.detach())
-    if not velocity:
-        (s,) = torch.autograd.grad(logp.sum(), x, create_graph=True)
-        lap = sum(torch.autograd.grad(s[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(d))
-        s = s.detach()
-        xs = (x.detach() * s).sum(-1)
-        rhs = -d * f - f * xs + 0.5 * g2 * (lap + (s * s).sum(-1))
-        scale = dt.abs() + d * f.abs() + (f * xs).abs() + 0.5 * g2 * (lap.abs() + (s * s).sum(-1))
-        return dt - rhs, scale
-    # continuity: d_t log p + div v + v . grad log p = 0 with v the probability-flow velocity
-    exact = ExactModel(m, p, "score")
-    flow = p.reverse(lambda y, tt: exact.score(y, tt), probability_flow=True)
-    v = flow.drift(x, t.detach())
-    div = sum(torch.autograd.grad(v[:, i].sum(), x, retain_graph=True)[0][:, i] for i in range(d))
-    s = exact.score(x.detach(), t.detach())
-    vs = (v.detach() * s).sum(-1)
-    return dt + div + vs, dt.abs() + div.abs() + vs.abs()
+    f, g2 = p.f(t), p.g2(t)
+    xs = (x * s).sum(-1)
+    rhs = -d * f - f * xs + 0.5 * g2 * (lap + (s * s).sum(-1))
+    scale = dt.abs() + d * f.abs() + (f * xs).abs() + 0.5 * g2 * (lap.abs() + (s * s).sum(-1))
+    return dt - rhs, scale
 
 
-def _fp_check(velocity: bool, n: int, seed: int, processes: list | None) -> Outcome:
+def _reverse_residuals(p: Process, m: toy.GaussianMixture, x: torch.Tensor, t: torch.Tensor):
+    """For the reverse SDE and the probability flow that ``p.reverse`` yields (for score and eps models, its two forms): the equation
+    d_t p + div(b p) + (g_r^2/2) Laplacian p = 0 divided by p, with b the drift and g_r the diffusion, and its scale."""
+    dt, s, lap = _log_density_terms(p, m, x, t)
+    out = {}
+    for probability_flow in (False, True):
+        for prediction in ("score", "eps"):
+            dynamics = p.reverse(ExactModel(m, p, prediction), probability_flow=probability_flow)
+            xr = x.clone().requires_grad_(True)
+            b = dynamics.drift(xr, t)
+            div = sum(torch.autograd.grad(b[:, i].sum(), xr, retain_graph=True)[0][:, i] for i in range(x.shape[1]))
+            g2r = dynamics.diffusion(t) ** 2
+            bs = (b.detach() * s).sum(-1)
+            res = dt + div + bs + 0.5 * g2r * (lap + (s * s).sum(-1))
+            scale = dt.abs() + div.abs() + bs.abs() + 0.5 * g2r * (lap.abs() + (s * s).sum(-1))
+            out[("ODE" if probability_flow else "SDE", prediction)] = (res, scale)
+    return out
+
+
+def _fp_check(reverse: bool, n: int, seed: int, processes: list | None) -> Outcome:
     gen = torch.Generator().manual_seed(seed)
     worst, where = 0.0, ""
     for mname, m in (("anisotropic", toy.anisotropic()), ("two_modes", toy.two_modes())):
         for name, p in processes or _processes():
             t = 0.02 + 0.96 * torch.rand(n, generator=gen, dtype=torch.float64)
-            law = p.marginal(m, t)
-            x = law.sample(generator=gen)
-            res, scale = _fp_terms(p, m, x, t, velocity)
-            err = float((res.abs() / scale).max())
-            if err > worst:
-                worst, where = err, f"{mname} {name}"
+            x = p.marginal(m, t).sample(generator=gen)
+            cases = _reverse_residuals(p, m, x, t) if reverse else {("forward", ""): _forward_residual(p, m, x, t)}
+            for (kind, pred), (res, scale) in cases.items():
+                err = float((res.abs() / scale).max())
+                if err > worst:
+                    worst, where = err, f"{mname} {name} {kind} {pred}".rstrip()
     tol = 1e-9
     return Outcome(0.0, worst, tol, worst <= tol,
                    "relative to the sum of the absolute terms of the equation; float64 autograd derivatives",
@@ -207,8 +221,10 @@ def fokker_planck(n: int = 128, seed: int = 12, processes: list | None = None) -
 
 @check(
     "process.continuity",
-    source="Song et al. 2021, Eq. 13 and App. D.1",
-    claim="The probability-flow velocity v = f x - (g^2/2) grad log p_t satisfies d_t p + div(v p) = 0",
+    source="Song et al. 2021, Eq. 6, Eq. 13 and App. D.1",
+    claim="The reverse SDE (drift b = f x - g^2 grad log p_t, diffusion g) and the probability-flow ODE (b = f x - (g^2/2) "
+          "grad log p_t) that process.reverse yields, and every sampler runs, carry the exact marginals: "
+          "d_t p + div(b p) + (g_r^2/2) Laplacian p = 0 (g_r = g, or 0 for the ODE), for score and eps models",
 )
 def continuity(n: int = 128, seed: int = 13, processes: list | None = None) -> Outcome:
     """``processes`` replaces the (name, process) list (to show the check can fail)."""

@@ -1,10 +1,13 @@
-"""Checks of the samplers on exact models: laws, convergence orders, the papers' identities and figures."""
+"""Checks of the samplers on exact models: their laws on three presets, NCSN's Figure 3 and NCSNv2's technique 4 through
+the Langevin samplers, the predictor-corrector's corrector, and batch independence.
+
+Convergence orders are in ``orders``, DDIM's identities in ``ddim``, the likelihood in ``likelihood``.
+"""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -12,11 +15,10 @@ import toy
 
 from .. import samplers as S
 from ..exact import ExactModel
-from ..likelihood import divergence, log_likelihood
-from ..process import VE, VP, DiscreteVP, LinearVE, Process, SubVP, ddim_grid, geometric_sigmas, iddpm_grid, sigma_grid, uniform_grid
+from ..process import VE, VP, DiscreteVP, Process, SubVP, ddim_grid, geometric_sigmas, iddpm_grid, sigma_grid, uniform_grid
 from ..testing import stats as st
-from ..testing.gaussian_law import affine_law
 from . import Outcome, check, tour_plot
+from .orders import GAUSS_COV, GAUSS_MEAN
 
 ORDER = 60  # position in the tour
 
@@ -97,194 +99,6 @@ def samplers_exact_law(n: int = 2000, seed: int = 40, alpha: float = 1e-3, cases
                    {"failures": failures, "p_values": table})
 
 
-# -- convergence orders, noise-free on a single Gaussian --------------------------------------------
-
-_MU = torch.tensor([1.0, -0.5], dtype=torch.float64)
-_COV = torch.tensor([[1.0, 0.6], [0.6, 0.5]], dtype=torch.float64)
-
-
-def _order_cases() -> list[tuple[str, Callable, Process, str, float, float]]:
-    """(name, sampler, process, prediction, t_start, t_end) for the order fits."""
-    vp, ve = VP(), VE(sigma_max=20.0)
-    gen_free = lambda fn, **kw: (lambda m, p, x, g, nz: fn(m, p, x, g, **kw))
-    noisy = lambda fn, **kw: (lambda m, p, x, g, nz: fn(m, p, x, g, generator=nz, **kw))
-    return [
-        ("euler_ode", gen_free(S.euler_ode), vp, "score", 1.0, 1e-3),
-        ("heun_ode", gen_free(S.heun_ode), ve, "eps", 1.0, 1e-3),
-        ("ddim", gen_free(S.ddim), vp, "v", 1.0, 1e-3),
-        ("euler_maruyama", noisy(S.euler_maruyama), vp, "score", 1.0, 1e-3),
-        ("reverse_diffusion", noisy(S.reverse_diffusion), ve, "eps", 1.0, 1e-3),
-        ("ddpm_ancestral", noisy(S.ddpm_ancestral), vp, "x0", 1.0, 1e-3),
-        ("vp_ancestral", noisy(S.vp_ancestral), vp, "eps", 1.0, 1e-3),
-    ]
-
-
-def law_error(sampler_run: Callable, process: Process, prediction: str, t_start: float, t_end: float, steps: int,
-              mixture: toy.GaussianMixture | None = None) -> float:
-    """|mean - mean*| + |cov - cov*|_F of a sampler's exact output law against the exact law at t_end."""
-    m = mixture or toy.single_gaussian(_MU, _COV)
-    model = ExactModel(m, process, prediction)
-    grid = torch.linspace(t_start, t_end, steps + 1, dtype=torch.float64)
-    start, end = model.law(t_start), model.law(t_end)
-    mean, cov = affine_law(lambda x, nz: sampler_run(model, process, x, grid, nz), start.mean(), start.covariance())
-    return float((mean - end.mean()).norm() + (cov - end.covariance()).norm())
-
-
-@check(
-    "samplers.orders",
-    source="declared orders: Euler 1, Heun 2 (ODE, global); DDIM 1; Euler-Maruyama, reverse diffusion, ancestral: weak 1",
-    claim="Each sampler's error in law falls with steps at its declared order (log-log slope over 128-512 steps, noise-free on a Gaussian target)",
-)
-def orders(steps: tuple[int, ...] = (128, 256, 512), band: float = 0.1, cases: list | None = None) -> Outcome:
-    """``cases`` replaces (name, run, process, prediction, t0, t1) tuples (to show the check can fail)."""
-    measured, failures = {}, []
-    for name, run, process, pred, t0, t1 in cases or _order_cases():
-        errs = [law_error(run, process, pred, t0, t1, n) for n in steps]
-        fit = st.fit_order(steps, errs)
-        meta = S.info(getattr(S, name)) if hasattr(S, name) else None
-        declared = meta.order if meta is not None and meta.kind == "ode" and meta.order else (meta.weak_order if meta else 1.0)
-        is_ode = meta is not None and meta.kind == "ode" and not meta.stochastic or name in ("ddim",)
-        ok = abs(fit.order - declared) <= band if is_ode else fit.order >= declared - band
-        measured[name] = {"declared": declared, "measured": round(fit.order, 3), "errors": errs}
-        if not ok:
-            failures.append(f"{name}: declared {declared}, measured {fit.order:.3f}")
-    return Outcome({k: v["declared"] for k, v in measured.items()}, {k: v["measured"] for k, v in measured.items()},
-                   f"ODE: +-{band}; weak orders: >= declared - {band}", not failures,
-                   "exact output laws (no Monte Carlo) from the affine law of each sampler on a Gaussian target; weak orders are lower bounds in theory",
-                   {"failures": failures, "details": measured})
-
-
-@check(
-    "samplers.ode_strong_order",
-    source="declared global orders: Euler 1, Heun 2, DDIM 1 (Song et al. 2021, Eq. 13; Song et al. 2020, Eq. 13)",
-    claim="On a mixture (a nonlinear ODE), each probability-flow solver's error against a tight adaptive solve from the same x_T falls at its order",
-)
-def ode_strong_order(steps: tuple[int, ...] = (32, 64, 128, 256), n: int = 128, seed: int = 51, band: float = 0.15) -> Outcome:
-    p = VP()
-    m = toy.anisotropic()
-    x_T = ExactModel(m, p).law(1.0).sample(n, torch.Generator().manual_seed(seed))
-    ref = S.adaptive_ode(ExactModel(m, p, "score"), p, x_T, uniform_grid(1, 1.0, 1e-2), rtol=1e-10, atol=1e-10)
-    solvers = (("euler_ode", S.euler_ode, "score"), ("heun_ode", S.heun_ode, "v"), ("ddim", S.ddim, "eps"))
-    measured, failures = {}, []
-    for name, fn, pred in solvers:
-        model = ExactModel(m, p, pred)
-        # the median distance: a coarse solve may carry a rare sample across the separatrix between
-        # modes, a jump of the size of the mode spacing that says nothing about the local order
-        errs = [float((fn(model, p, x_T, uniform_grid(k, 1.0, 1e-2)) - ref).norm(dim=-1).median()) for k in steps]
-        fit = st.fit_order(steps, errs)
-        declared = S.info(fn).order
-        measured[name] = {"declared": declared, "measured": round(fit.order, 3), "errors": errs}
-        if abs(fit.order - declared) > band:
-            failures.append(f"{name}: declared {declared}, measured {fit.order:.3f}")
-    return Outcome({k: v["declared"] for k, v in measured.items()}, {k: v["measured"] for k, v in measured.items()},
-                   f"+-{band}", not failures,
-                   "median distance to an RK45 solve at rtol = atol = 1e-10 (error far below the finest solver's), VP, t from 1 to 0.01",
-                   {"failures": failures, "details": measured})
-
-
-# -- the papers' identities ---------------------------------------------------------------------
-
-
-class _X0Oracle:
-    """A model that knows each sample's x_0: it predicts the fixed x_0 whatever x_t is."""
-
-    prediction = "x0"
-
-    def __init__(self, x0: torch.Tensor) -> None:
-        self.x0 = x0
-
-    def __call__(self, x: torch.Tensor, t: Any) -> torch.Tensor:
-        return self.x0.expand_as(x)
-
-
-@check(
-    "ddim.lemma1",
-    source="Song et al. 2020, Lemma 1 (Eq. 7)",
-    claim="For every choice of sigma_t (eta), DDIM's non-Markovian process keeps the marginals N(sqrt(alpha_t) x0, (1 - alpha_t) I) at every step",
-)
-def ddim_lemma1(etas: tuple[float, ...] = (0.0, 0.3, 0.7, 1.0)) -> Outcome:
-    p = DiscreteVP.linear()
-    x0 = torch.tensor([[0.7, -1.3]], dtype=torch.float64)
-    grid = ddim_grid(p, 20, "quadratic")
-    worst = 0.0
-    for eta in etas:
-        oracle = _X0Oracle(x0)
-        for k in range(1, len(grid)):
-            sub = grid[: k + 1]
-            a_T, s_T = float(p.alpha(grid[0])), float(p.sigma(grid[0]))
-            mean, cov = affine_law(lambda x, nz: S.ddim(oracle, p, x, sub, eta=eta, generator=nz),
-                                   a_T * x0[0], s_T**2 * torch.eye(2, dtype=torch.float64))
-            a, s = float(p.alpha(sub[-1])), float(p.sigma(sub[-1]))
-            err = float((mean - a * x0[0]).abs().max()) + float((cov - s * s * torch.eye(2, dtype=torch.float64)).abs().max())
-            worst = max(worst, err)
-    tol = 1e-12
-    return Outcome(0.0, worst, tol, worst <= tol,
-                   "exact Gaussian composition in float64 (the law of the chain is computed, not sampled)",
-                   {"etas": list(etas)})
-
-
-@check(
-    "ddim.eta1_is_ddpm",
-    source="Song et al. 2020, Sec. 4.1 (eta = 1 gives DDPM)",
-    claim="DDIM with eta = 1 makes exactly the DDPM ancestral step (posterior mean at the predicted x0, variance beta_tilde) from the same noise",
-)
-def ddim_eta1_is_ddpm(n: int = 256, seed: int = 41) -> Outcome:
-    p = DiscreteVP.linear()
-    m = toy.anisotropic()
-    worst = 0.0
-    for grid in (iddpm_grid(p, [50]), ddim_grid(p, 30, "quadratic")):
-        for pred in ("eps", "x0", "v", "score"):
-            model = ExactModel(m, p, pred)
-            x = model.law(grid[0]).sample(n, torch.Generator().manual_seed(seed))
-            a = S.ddim(model, p, x, grid, eta=1.0, generator=torch.Generator().manual_seed(seed + 1))
-            b = S.ddpm_ancestral(model, p, x, grid, generator=torch.Generator().manual_seed(seed + 1))
-            worst = max(worst, float((a - b).abs().max() / (1.0 + b.abs().max())))
-    tol = 1e-10
-    return Outcome(0.0, worst, tol, worst <= tol, "the same Gaussian step written two ways; float64 rounding over <= 50 steps")
-
-
-@check(
-    "ddim.prop1",
-    source="Song et al. 2020, Proposition 1 (Eq. 13-14)",
-    claim="DDIM (eta = 0) on a VP process is Euler's method on the probability-flow ODE of a VE process in x/alpha with noise level sigma/alpha",
-)
-def ddim_prop1(n: int = 256, seed: int = 42) -> Outcome:
-    vp = DiscreteVP.cosine()
-    m = toy.anisotropic()
-    grid = ddim_grid(vp, 40, "quadratic")
-    x = ExactModel(m, vp).law(grid[0]).sample(n, torch.Generator().manual_seed(seed))
-    ddim_out = S.ddim(ExactModel(m, vp, "eps"), vp, x, grid)
-    # the same path as a VE process with sigma(t') = sigma_max t' (t' = sigma/alpha / sigma_max), in x/alpha
-    ve = LinearVE(sigma_max=float(vp.edm_sigma(grid[0])) * 1.000001)
-    t_ve = vp.edm_sigma(grid) / ve.sigma_max
-    euler_out = S.euler_ode(ExactModel(m, ve, "eps"), ve, x / vp.alpha(grid[0]), t_ve)
-    worst = float((ddim_out / vp.alpha(grid[-1]) - euler_out).abs().max() / (1.0 + euler_out.abs().max()))
-    tol = 1e-10
-    return Outcome(0.0, worst, tol, worst <= tol, "identical updates in exact arithmetic; float64 rounding over 40 steps")
-
-
-@check(
-    "ddim.inversion",
-    source="Song et al. 2020, Sec. 4.3 and 5.4 (encoding by the ODE)",
-    claim="DDIM inversion (encode x0 to x_T and decode back) reconstructs x0 with an error that shrinks at first order in the steps",
-)
-def ddim_inversion(steps: tuple[int, ...] = (25, 50, 100, 200), n: int = 64, seed: int = 43) -> Outcome:
-    p = VP()
-    m = toy.anisotropic()
-    model = ExactModel(m, p, "eps")
-    x0 = model.law(1e-3).sample(n, torch.Generator().manual_seed(seed))
-    errs = []
-    for k in steps:
-        grid = uniform_grid(k, 1.0, 1e-3)
-        x_T = S.ddim_invert(model, p, x0, grid)
-        back = S.ddim(model, p, x_T, grid)
-        errs.append(float((back - x0).norm(dim=-1).mean()))
-    fit = st.fit_order(steps, errs)
-    ok = all(b < a for a, b in zip(errs, errs[1:])) and abs(fit.order - 1.0) <= 0.15
-    return Outcome({"order": 1.0, "monotone": True}, {"order": fit.order, "errors": errs}, 0.15, ok,
-                   "round trip of two first-order solvers in opposite directions; log-log slope over 25-200 steps")
-
-
 # -- NCSN's Figure 3 and NCSNv2's technique 4 through the samplers --------------------------------------
 
 
@@ -360,66 +174,6 @@ def ncsnv2_sampler_variance(seed: int = 45, n: int = 4000, D: int = 64, alpha: f
                    f"z-score of the mean over {n} x {D} coordinates at alpha={alpha:g}", {"test": str(test)})
 
 
-# -- likelihood ----------------------------------------------------------------------------------------
-
-
-@check(
-    "likelihood.exact",
-    source="Song et al. 2021, App. D.2 (instantaneous change of variables)",
-    claim="The probability-flow likelihood with the exact score equals the exact log-density, with an error that shrinks in proportion to the solver tolerance",
-)
-def likelihood_exact(n: int = 16, seed: int = 46) -> Outcome:
-    gen = torch.Generator().manual_seed(seed)
-    m = toy.anisotropic()
-    errs = {}
-    ok = True
-    for pname, p in (("VP", VP()), ("VE", VE(sigma_max=20.0))):
-        model = ExactModel(m, p, "score")
-        x = m.sample(n, gen)
-        row = []
-        for tol in (1e-5, 1e-7):
-            L = log_likelihood(model, p, x, t_start=1e-5, rtol=tol, atol=tol, prior_log_prob=lambda z: model.log_prob(z, 1.0))
-            row.append(float((L.log_prob - model.log_prob(x, 1e-5)).abs().max()))
-        errs[pname] = row
-        ok &= row[1] <= 1e-5 and row[1] <= row[0] / 10
-    return Outcome({"error at tol 1e-7": "<= 1e-5", "shrinks with tol": "at least 10x for 100x"}, errs, 1e-5, ok,
-                   "the global error of an adaptive RK45 solve is a modest multiple of its tolerance; 100x tighter must cut it >= 10x")
-
-
-@check(
-    "likelihood.hutchinson",
-    source="Song et al. 2021, App. D.2; Grathwohl et al. 2019 (Hutchinson's estimator)",
-    claim="Hutchinson's divergence estimate (Rademacher and Gaussian probes) is unbiased for the exact divergence of the probability-flow velocity",
-)
-def likelihood_hutchinson(draws: int = 4000, seed: int = 47, alpha: float = 1e-3) -> Outcome:
-    gen = torch.Generator().manual_seed(seed)
-    m = toy.anisotropic()
-    p = VP()
-    model = ExactModel(m, p, "score")
-    from ..samplers.ode import probability_flow
-
-    x = model.law(0.3).sample(8, gen)
-    v = lambda z: probability_flow(model, p, z, torch.tensor(0.3, dtype=torch.float64))
-    exact, _ = divergence(v, x)
-    fails, worst = [], 0.0
-    for kind in ("rademacher", "gaussian"):
-        est = []
-        for _ in range(draws // 100):
-            xs = x.repeat(100, 1)
-            probe = torch.randn(xs.shape, generator=gen, dtype=xs.dtype)
-            if kind == "rademacher":
-                probe = torch.sign(probe)
-            d, _ = divergence(v, xs, probe=probe)
-            est.append(d.reshape(100, -1))
-        est = torch.cat(est)
-        test = st.zero_mean_test(est - exact, alpha=alpha / 2, name=f"Hutchinson ({kind})")
-        worst = max(worst, test.statistic)
-        if not test.passed:
-            fails.append(str(test))
-    return Outcome(0.0, worst, "|z| per point, Bonferroni", not fails,
-                   f"{draws} probes per point, 8 points, alpha={alpha:g} split over two probe kinds", {"failures": fails})
-
-
 # -- predictor-corrector ------------------------------------------------------------------------------
 
 
@@ -430,7 +184,7 @@ def likelihood_hutchinson(draws: int = 4000, seed: int = 47, alpha: float = 1e-3
 )
 def pc_corrector_helps(n: int = 20000, steps: int = 20, seed: int = 48, alpha: float = 1e-3) -> Outcome:
     gen = torch.Generator().manual_seed(seed)
-    m = toy.single_gaussian(_MU, _COV)
+    m = toy.single_gaussian(GAUSS_MEAN, GAUSS_COV)
     p = VE(sigma_max=20.0)
     model = ExactModel(m, p, "score")
     grid = uniform_grid(steps, 1.0, 1e-3)
@@ -511,28 +265,6 @@ def batch_independence(n: int = 6, seed: int = 50) -> Outcome:
     ok = worst <= tol and all(v > 1e-6 for v in coupled.values())
     return Outcome({"independent samplers": 0.0, "batch-norm corrector": "> 0"}, {"independent samplers": worst, **coupled},
                    tol, ok, "bitwise up to the rounding of batched arithmetic")
-
-
-@tour_plot("sampler_orders.png")
-def _plot_orders(path):
-    import matplotlib.pyplot as plt
-
-    from ..plots import save, style
-
-    style()
-    steps = (32, 64, 128, 256, 512)
-    fig, ax = plt.subplots(figsize=(5.2, 3.8), layout="constrained")
-    for name, run, process, pred, t0, t1 in _order_cases():
-        errs = [law_error(run, process, pred, t0, t1, k) for k in steps]
-        fit = st.fit_order(steps[-3:], errs[-3:])
-        ax.loglog(steps, errs, "o-", ms=3, label=f"{name} ({type(process).__name__}): slope {-fit.order:.2f}")
-    ax.set_xticks(steps, [str(k) for k in steps])
-    ax.minorticks_off()
-    ax.set_xlabel("steps")
-    ax.set_ylabel(r"$|m - m^*| + \|C - C^*\|_F$ of the exact output law")
-    ax.set_title("Error against steps on a Gaussian target (noise-free)")
-    ax.legend(fontsize=7)
-    return save(fig, path)
 
 
 @tour_plot("sampler_clouds.png")

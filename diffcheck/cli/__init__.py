@@ -22,7 +22,7 @@ from .sample import PROCESSES, SAMPLERS
 __all__ = ["main", "build_parser", "COMMANDS", "SAMPLERS", "PROCESSES", "UsageError"]
 
 # Modules of this package, one per command, in the order --help lists them.
-COMMANDS = ("tour", "sample", "plot", "train", "bench", "verify_diffusers")
+COMMANDS = ("tour", "equations", "sample", "plot", "train", "bench", "convert", "verify_diffusers", "verify_kdiffusion", "zoo")
 
 # Commands whose arguments after the first word are handed on to another parser.
 _PASS_THROUGH = {"train": ("digits", "toy")}

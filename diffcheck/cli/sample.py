@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable
 
 from ._common import UsageError, output_file, positive_int
+from .convert import add_checkpoint_options
 
 __all__ = ["register", "add_common", "setup", "runner", "PROCESSES", "SAMPLERS"]
 
@@ -31,13 +32,18 @@ def add_common(sp, sampler: bool = True) -> None:
 
 def register(sub) -> None:
     """Add the ``sample`` command."""
-    sample = sub.add_parser("sample", help="run any sampler on the exact model of any preset; check the samples; save them",
-                            description="Sample a toy with the exact model and a sampler, compare with the exact law (two-sample test, mode weights) and save the samples (.npy, .pt or .csv).")
+    sample = sub.add_parser("sample", help="run any sampler on the exact model of any preset, or on a checkpoint (--weights)",
+                            description="Sample a toy with the exact model and a sampler, compare with the exact law (two-sample test, mode weights) and save the samples (.npy, .pt or .csv). "
+                                        "With --weights, sample a published checkpoint's network on its own process and write an image grid (PNG).")
     add_common(sample)
-    sample.add_argument("-n", type=positive_int, default=2000, help="number of samples (default 2000)")
-    sample.add_argument("--out", metavar="FILE", help="write the samples here (.npy, .pt or .csv)")
+    sample.add_argument("-n", type=positive_int, default=2000, help="number of samples (default 2000; 16 with --weights)")
+    sample.add_argument("--out", metavar="FILE", help="write the samples here (.npy, .pt or .csv; a .png grid with --weights)")
     sample.add_argument("--progress", action="store_true", help="show a progress bar")
-    sample.set_defaults(handler=run)
+    sample.add_argument("--weights", metavar="PATH", help="a checkpoint file or diffusers folder to sample instead of the exact model")
+    sample.add_argument("--label", type=int, help="with --weights: the class of a class-conditional network (default: drawn)")
+    add_checkpoint_options(sample, prefix="with --weights: ")
+    # None marks "not given": the toy defaults are filled in by run, and --weights refuses the toy-only options
+    sample.set_defaults(handler=run, preset=None, process=None, prediction=None, sampler=None, n=None)
 
 
 def make_process(name: str):
@@ -117,8 +123,18 @@ def save_samples(x, path: str) -> None:
             np.savetxt(tmp, x.numpy(), delimiter=",")
 
 
+TOY_DEFAULTS = {"preset": "two_modes", "process": "VP", "prediction": "eps", "sampler": "heun-ode", "n": 2000}
+
+
 def run(args) -> int:
-    """Sample, test against the exact law, save."""
+    """Sample, test against the exact law, save (or, with ``--weights``, sample a checkpoint: see ``sample_weights``)."""
+    if args.weights:
+        from .sample_weights import run as run_weights
+
+        return run_weights(args)
+    for key, value in TOY_DEFAULTS.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
     from ..testing import stats as st
 
     if args.out:

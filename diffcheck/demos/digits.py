@@ -32,10 +32,10 @@ from .. import nets  # noqa: E402
 from .. import process as P  # noqa: E402
 from ..data import load_digits  # noqa: E402
 from ..io import atomic_path, writable_dir, write_json  # noqa: E402
-from ..nets.wrap import as_model  # noqa: E402
+from ..nets.wrap import wrap_net  # noqa: E402
 from ..param import Model  # noqa: E402
 from ..samplers import ddpm_ancestral  # noqa: E402
-from ..training import TrainConfig, eps_mse, init_distributed, sample_sharded, train  # noqa: E402
+from ..training import TrainConfig, eps_mse_objective, init_distributed, sample_sharded, train  # noqa: E402
 
 __all__ = ["main", "build_model", "sample", "net_overrides"]
 
@@ -48,7 +48,7 @@ def net_overrides(size: int, width: int) -> dict:
 
 def build_model(process: P.DiscreteVP, size: int, width: int, seed: int):
     """The wrapped network: an ε-model of ``process``."""
-    return as_model(nets.build("ddpm_cifar10", seed=seed, **net_overrides(size, width)), process)
+    return wrap_net(nets.build("ddpm_cifar10", seed=seed, **net_overrides(size, width)), process)
 
 
 @torch.no_grad()
@@ -150,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                          progress=not args.no_progress)
     deadline = time.perf_counter() + 60.0 * args.minutes
     start = time.perf_counter()
-    result = train(model, eps_mse(process), data.images, config, generator=torch.Generator().manual_seed(args.seed),
+    result = train(model, eps_mse_objective(process), data.images, config, generator=torch.Generator().manual_seed(args.seed),
                    out_dir=out, on_step=lambda record: time.perf_counter() > deadline)
     train_seconds = time.perf_counter() - start
 

@@ -1,4 +1,7 @@
-"""Toy networks as models of a process: time to noise input, input scaling, output scaling (one line each).
+"""The one place where the toy MLPs (``diffcheck.nets.toy``) become models of a process: time to noise input, input scaling, output scaling (one line each).
+
+The reference networks become models in ``diffcheck.nets.wrap``; what a model is, and the
+conversions between predictions, are ``diffcheck.param``.
 
 For x = alpha x_0 + sigma eps with data of standard deviation s_d per coordinate (Karras et al. 2022, Table 1,
 written for a general alpha):

@@ -1,7 +1,10 @@
 """The training objectives of the seed papers as recipes for toy models: process, network, loss, sampler.
 
+The losses themselves are ``diffcheck.losses`` (their one place); a recipe only chooses one
+and says how it is trained, compared and sampled.
+
 Each objective is a frozen dataclass that knows the process it trains on (some depend on the data, through
-NCSNv2's technique 1), how the network is conditioned, its per-step loss ``loss_fn(model, x0, generator)``
+Song & Ermon 2020, Technique 1), how the network is conditioned, its per-step loss ``loss_fn(model, x0, generator)``
 (a scalar: the mean of the per-sample losses of ``diffcheck.losses``), the times at which a learned model is
 compared with the exact one, and a sampler that draws from the learned model.
 
@@ -46,8 +49,8 @@ def technique1_sigma_max(data: torch.Tensor) -> float:
 
 
 def ode_grid(process: Process, steps: int, data_std: float) -> torch.Tensor:
-    """Karras et al. (2022, Eq. 5, rho = 7) noise levels from sigma(1)/alpha(1) down to the larger of 0.002 data_std and
-    the smallest level trained on (at t_eps), then t = 0 (a final Euler step, Algorithm 1 of Karras et al.)."""
+    """Noise levels of Karras et al. 2022, Eq. 5 (rho = 7) from sigma(1)/alpha(1) down to the larger of 0.002 data_std and
+    the smallest level trained on (at t_eps), then t = 0 (a final Euler step, Algorithm 1 of Karras et al. 2022)."""
     top = float(process.edm_sigma(torch.tensor(1.0, dtype=torch.float64)))
     bottom = max(float(process.edm_sigma(torch.tensor(process.t_eps, dtype=torch.float64))), 0.002 * data_std)
     t = process.t_of_edm_sigma(karras_sigmas(steps, bottom, top)).clamp(max=1.0)
@@ -129,10 +132,11 @@ def describe(objective: Objective) -> dict[str, Any]:
 
 @dataclasses.dataclass(frozen=True)
 class NCSNLadder(_Defaults):
-    """NCSN's objective on a geometric ladder from technique 1's sigma_1 down to ``sigma_min`` (``levels`` levels).
+    """NCSN's objective (Song & Ermon 2019, Eq. 6) on a geometric ladder from sigma_1 down to ``sigma_min`` (``levels`` levels).
 
-    Samples come from NCSNv2's sampler: annealed Langevin with technique 4's step size, ``steps_per_level`` steps
-    per level, and the final denoising step.
+    sigma_1 follows Song & Ermon 2020, Technique 1. Samples come from NCSNv2's sampler:
+    annealed Langevin with the step size of Song & Ermon 2020, Technique 4,
+    ``steps_per_level`` steps per level, and the final denoising step.
     """
 
     levels: int = 30
@@ -140,7 +144,7 @@ class NCSNLadder(_Defaults):
     steps_per_level: int = 100
 
     name: ClassVar[str] = "ncsn"
-    paper: ClassVar[str] = "Song & Ermon 2019, Eq. 6; Song & Ermon 2020, techniques 1, 3, 4"
+    paper: ClassVar[str] = "Song & Ermon 2019, Eq. 6; Song & Ermon 2020, Techniques 1, 3, 4"
     prediction: ClassVar[str] = "score"
     noise_input: ClassVar[str] = "log_sigma"
 
@@ -150,12 +154,12 @@ class NCSNLadder(_Defaults):
         check_int(self.steps_per_level, "steps_per_level", minimum=1)
 
     def process(self, data: torch.Tensor) -> VE:
-        """A VE process whose noise levels span the ladder: sigma(t) from ``sigma_min``/2 to twice technique 1's sigma_1."""
+        """A VE process whose noise levels span the ladder: sigma(t) from ``sigma_min``/2 to twice the sigma_1 of Song & Ermon 2020, Technique 1."""
         top = max(technique1_sigma_max(data), 2.0 * self.sigma_min)
         return VE(sigma_min=0.5 * self.sigma_min, sigma_max=2.0 * top)
 
     def ladder(self, process: VE) -> torch.Tensor:
-        """The noise levels sigma_1 > ... > sigma_L trained on: sigma_1 from technique 1, down to ``sigma_min``."""
+        """The noise levels sigma_1 > ... > sigma_L trained on: sigma_1 from Song & Ermon 2020, Technique 1, down to ``sigma_min``."""
         return geometric_sigmas(0.5 * process.sigma_max, self.sigma_min, self.levels)
 
     def loss_fn(self, process: Process):
@@ -286,7 +290,7 @@ class ContinuousVP(_Defaults):
 
 @dataclasses.dataclass(frozen=True)
 class ContinuousVE(_Defaults):
-    """DSM on the VE SDE (sigma_min to technique 1's sigma_max) at t ~ U(t_eps, 1), lambda = sigma^2; Fourier
+    """DSM on the VE SDE (sigma_min to the sigma_max of Song & Ermon 2020, Technique 1) at t ~ U(t_eps, 1), lambda = sigma^2; Fourier
     features of log sigma as NCSN++ uses; samples by Heun on the probability-flow ODE over :func:`ode_grid`."""
 
     sigma_min: float = 0.002

@@ -13,7 +13,9 @@ tensor holding the network's own noise-conditioning input, named by ``config.noi
 :data:`NOISE_INPUTS`), and ``y`` class labels (B,) for class-conditional networks only. What the output
 means is ``config.prediction`` (see :data:`PREDICTIONS`); ``config.learn_sigma`` says whether extra
 channels hold iDDPM's variance interpolation. Tiny configurations for tests: ``tiny_overrides(name)``,
-which keeps the named configuration's options and shrinks its sizes.
+which keeps the named configuration's options and shrinks its sizes. Published checkpoints (diffusers folders,
+improved/guided-diffusion, score_sde, NCSN, NCSNv2) load into these networks with ``load(name, path)``
+(:mod:`diffcheck.nets.checkpoints`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from .ncsnv2 import NCSNv2, NCSNv2Config
 from .video_mcvd import MCVDConfig
 from .video_ramvid import RaMViDConfig
 from .video_vdm import VDMConfig
-from . import video, wrap  # noqa: F401  nets.wrap.as_model(net, process): a network as a model of a process
+from . import video, wrap  # noqa: F401  nets.wrap.wrap_net(net, process): a network as a model of a process
+from .checkpoints import load  # nets.load(name, path): a published checkpoint in its reference network
 
 _NAMED: dict[str, NetConfig] = {
     # Ho et al. 2020; ermongroup/ddim configs/cifar10.yml and celeba.yml.
@@ -123,4 +126,5 @@ __all__ = [
     "NCSNv2",
     "NCSNppConfig",
     "NCSNpp",
+    "load",
 ]

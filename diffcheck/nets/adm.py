@@ -31,11 +31,18 @@ from .base import ConfigDefaults, check_choice, check_metadata
 from .unet import EncoderClassifier, UNet, UNetLayout
 
 
-def _check_heads(config: Any, channels: list[int]) -> None:
-    """Every attention width must split evenly into heads."""
+def _attention_widths(config: Any) -> list[int]:
+    """The widths that attention sees: the levels at the attention resolutions, and the middle block (the last level)."""
+    widths = [int(m * config.model_channels) for level, m in enumerate(config.channel_mult)
+              if config.image_size // 2**level in config.attention_resolutions]
+    return widths + [int(config.channel_mult[-1] * config.model_channels)]
+
+
+def _check_heads(config: Any) -> None:
+    """Every attention width must split evenly into heads (guided-diffusion asserts it in each AttentionBlock only)."""
     name = type(config).__name__
     if config.num_head_channels is not None:
-        bad = [c for c in channels if c % config.num_head_channels]
+        bad = [c for c in _attention_widths(config) if c % config.num_head_channels]
         if bad:
             raise ValueError(f"{name}: channels {bad} are not multiples of num_head_channels={config.num_head_channels}")
 
@@ -65,7 +72,7 @@ class ADMConfig(ConfigDefaults):
 
     def __post_init__(self) -> None:
         check_metadata(self, predictions={"eps"}, noise_inputs={"timestep_1000"})
-        _check_heads(self, [int(m * self.model_channels) for m in self.channel_mult])
+        _check_heads(self)
 
     @property
     def out_channels(self) -> int:
@@ -137,7 +144,7 @@ class ADMClassifierConfig(ConfigDefaults):
     def __post_init__(self) -> None:
         check_metadata(self, predictions={"logits"}, noise_inputs={"timestep_1000"})
         check_choice(self, "pool", ("attention", "adaptive"))
-        _check_heads(self, [int(m * self.model_channels) for m in self.channel_mult])
+        _check_heads(self)
         if self.pool == "attention" and self.num_head_channels is None:
             raise ValueError("ADMClassifierConfig: attention pooling needs num_head_channels")
 

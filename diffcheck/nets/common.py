@@ -58,11 +58,17 @@ def spatial_factor(dims: int) -> int | tuple[int, int, int]:
 # --------------------------------------------------------------------------- embeddings
 
 
+def _embedding_dtype(t: Tensor) -> torch.dtype:
+    """Embeddings are computed in float32, or in float64 for a float64 input (so that a float64 network is exact)."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
+
+
 def _sinusoidal(t: Tensor, dim: int, *, shift: int, cos_first: bool, max_period: float = 10_000.0) -> Tensor:
     """Sinusoidal features of a scalar per sample with frequencies max_period^(−i/(half−shift))."""
     half = dim // 2
-    exponent = torch.arange(half, dtype=torch.float32, device=t.device) / (half - shift)
-    args = t.float()[:, None] * torch.exp(-math.log(max_period) * exponent)[None, :]
+    dtype = _embedding_dtype(t)
+    exponent = torch.arange(half, dtype=dtype, device=t.device) / (half - shift)
+    args = t.to(dtype)[:, None] * torch.exp(-math.log(max_period) * exponent)[None, :]
     pair = (torch.cos(args), torch.sin(args)) if cos_first else (torch.sin(args), torch.cos(args))
     emb = torch.cat(pair, dim=1)
     return F.pad(emb, (0, 1)) if dim % 2 else emb
@@ -87,7 +93,7 @@ class GaussianFourierEmbedding(nn.Module):
         self.frequencies = nn.Parameter(torch.randn(size) * scale, requires_grad=False)
 
     def forward(self, s: Tensor) -> Tensor:
-        proj = s.float()[:, None] * self.frequencies[None, :] * (2 * math.pi)
+        proj = s.to(_embedding_dtype(s))[:, None] * self.frequencies[None, :] * (2 * math.pi)
         return torch.cat([torch.sin(proj), torch.cos(proj)], dim=1)
 
 

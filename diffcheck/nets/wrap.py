@@ -1,4 +1,4 @@
-"""Networks wrapped as models: process time t mapped to each network's own noise input, as the official codes feed it.
+"""The one place where the reference networks (``diffcheck.nets``) become models (``wrap_net``): process time t mapped to each network's own noise input, as the official codes feed it.
 
 A wrapped network is a :class:`diffcheck.param.NetModel` called as ``model(x, t, y=None)`` with t the time of a
 :class:`~diffcheck.process.Process` (scalar or per-sample). The noise input the network receives:
@@ -34,7 +34,7 @@ from ..process.discrete import DiscreteVP
 from ..process.ladders import geometric_sigmas
 from ..tensor import per_sample
 
-__all__ = ["NoiseMap", "noise_map", "WrappedNet", "WrappedClassifier", "as_model", "as_classifier"]
+__all__ = ["NoiseMap", "noise_map", "WrappedNet", "WrappedClassifier", "wrap_net", "as_classifier"]
 
 _TIME_INPUTS = ("timestep_1000", "time_999")
 _SIGMA_INPUTS = ("sigma_index", "sigma")
@@ -230,7 +230,7 @@ class WrappedNet(_Adapter, NetModel):
         return torch.cat([out[:, :c] * (self.a / alpha), out[:, c:]], dim=1) if out.shape[1] > c else out * (self.a / alpha)
 
     def variance_output(self, x: Tensor, t: Any, **kwargs: Any) -> Tensor:
-        """The variance channels v of a network with ``learn_sigma`` (iDDPM Eq. 15)."""
+        """The variance channels v of a network with ``learn_sigma`` (Nichol & Dhariwal 2021, Eq. 15)."""
         if not self.learn_sigma:
             raise ValueError(f"{type(self.net).__name__} has no variance output (learn_sigma is False)")
         return self.forward_full(x, t, **kwargs)[:, self.channels:]
@@ -267,7 +267,7 @@ def _prepare(net: nn.Module, process: Process, config: Any, data_range: Any, **n
     return cfg, noise_map(cfg, process, scale=a, **noise_kw), a, b
 
 
-def as_model(net: nn.Module, process: Process, *, config: Any = None, T: int | None = None,
+def wrap_net(net: nn.Module, process: Process, *, config: Any = None, T: int | None = None,
              rescale_timesteps: bool = True, sigmas: Any = None, ladder_tol: float = 1e-4,
              data_range: Sequence[float] | None = None) -> WrappedNet:
     """Wrap ``net`` (with ``net.config`` or ``config``) as a model of ``process`` (see the module docstring).
@@ -287,9 +287,9 @@ def as_model(net: nn.Module, process: Process, *, config: Any = None, T: int | N
 def as_classifier(net: nn.Module, process: Process, *, config: Any = None, T: int | None = None,
                   rescale_timesteps: bool = True, sigmas: Any = None, ladder_tol: float = 1e-4,
                   data_range: Sequence[float] | None = None) -> WrappedClassifier:
-    """Wrap a noisy-image classifier (prediction "logits") as ``classifier(x, t) -> logits``, fed like ``as_model``."""
+    """Wrap a noisy-image classifier (prediction "logits") as ``classifier(x, t) -> logits``, fed like ``wrap_net``."""
     cfg, noise, a, b = _prepare(net, process, config, data_range, T=T, rescale_timesteps=rescale_timesteps,
                                 sigmas=sigmas, ladder_tol=ladder_tol)
     if cfg.prediction != "logits":
-        raise ValueError(f"{type(net).__name__} predicts {cfg.prediction!r}, not logits; wrap it with as_model")
+        raise ValueError(f"{type(net).__name__} predicts {cfg.prediction!r}, not logits; wrap it with wrap_net")
     return WrappedClassifier(net, cfg, process, noise, a, b)

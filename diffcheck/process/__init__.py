@@ -1,6 +1,6 @@
 """Forward processes defined by alpha(t), sigma(t) on t in [0, 1], their discrete views and grids."""
 
-from .base import Process, ReverseSDE
+from .base import Process
 from .continuous import VE, VP, CosineVP, LinearVE, SubVP
 from .discrete import (
     DiscreteVP,
@@ -24,6 +24,8 @@ from .ladders import (
     ncsnv2_variance_ratio,
 )
 from .maps import ddpm_to_vp, smld_to_ve, ve_to_smld_sigmas, vp_to_ddpm_betas
+from .reverse import ReverseSDE
+from .steps import Coefficients, coefficient_table, coefficients
 
 __all__ = [
     "Process", "ReverseSDE", "VP", "SubVP", "VE", "LinearVE", "CosineVP", "DiscreteVP",
@@ -32,4 +34,5 @@ __all__ = [
     "geometric_sigmas", "karras_sigmas", "ncsnv2_sigma_max", "ncsnv2_overlap", "ncsnv2_gamma", "ncsnv2_num_levels",
     "ncsnv2_variance_ratio", "ncsnv2_step_size",
     "vp_to_ddpm_betas", "ddpm_to_vp", "ve_to_smld_sigmas", "smld_to_ve",
+    "Coefficients", "coefficients", "coefficient_table",
 ]

@@ -3,14 +3,14 @@
 Everything follows from alpha(t) and sigma(t) (Song et al. 2021, Eq. 5 and App. B):
 log-SNR lambda = log(alpha^2 / sigma^2), drift coefficient f = d log alpha / dt,
 squared diffusion g^2 = d sigma^2 / dt - 2 f sigma^2, the forward SDE
-dx = f x dt + g dW, its reverse (Eq. 6) and its probability-flow ODE (Eq. 13).
+dx = f x dt + g dW; ``reverse`` yields its reverse SDE (Song et al. 2021, Eq. 6) and
+probability-flow ODE (Song et al. 2021, Eq. 13) for a model (``diffcheck.process.reverse``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
@@ -19,7 +19,10 @@ from toy.validate import as_float_tensor
 
 from ..tensor import per_sample
 
-__all__ = ["Process", "ReverseSDE", "ScoreFn"]
+if TYPE_CHECKING:
+    from .reverse import ReverseSDE
+
+__all__ = ["Process", "ScoreFn"]
 
 ScoreFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -115,9 +118,12 @@ class Process:
         """Forward SDE diffusion coefficient g(t)."""
         return self.g(t)
 
-    def reverse(self, score_fn: ScoreFn, probability_flow: bool = False) -> "ReverseSDE":
-        """The reverse-time SDE (Eq. 6), or with ``probability_flow`` the probability-flow ODE (Eq. 13)."""
-        return ReverseSDE(self, score_fn, probability_flow)
+    def reverse(self, model: Any, probability_flow: bool = False) -> "ReverseSDE":
+        """The reverse-time SDE (Song et al. 2021, Eq. 6) for ``model`` (any prediction, or a score function), or with
+        ``probability_flow`` the probability-flow ODE (Song et al. 2021, Eq. 13): ``diffcheck.process.reverse``."""
+        from .reverse import ReverseSDE  # reverse.py reads diffcheck.param, which imports this module
+
+        return ReverseSDE(self, model, probability_flow)
 
     # -- marginals and prior ------------------------------------------------------------
     def marginal(self, mixture: GaussianMixture, t: Any) -> NoisedMixture:
@@ -169,23 +175,3 @@ class Process:
 
     def _t_of_log_snr(self, lam: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise TypeError(f"{type(self).__name__} must define _t_of_log_snr")
-
-
-@dataclass(frozen=True)
-class ReverseSDE:
-    """Reverse-time dynamics of a process given a score: drift f x - c g^2 s, c = 1 (SDE) or 1/2 (ODE)."""
-
-    process: Process
-    score_fn: ScoreFn
-    probability_flow: bool = False
-
-    def drift(self, x: torch.Tensor, t: Any) -> torch.Tensor:
-        """Drift of the reverse SDE (Eq. 6) or the probability-flow velocity (Eq. 13), in forward time."""
-        c = 0.5 if self.probability_flow else 1.0
-        g2 = per_sample(self.process.g2(t), x)
-        return self.process.drift(x, t) - c * g2 * self.score_fn(x, t)
-
-    def diffusion(self, t: Any) -> torch.Tensor:
-        """g(t) for the reverse SDE, zero for the probability-flow ODE."""
-        g = self.process.g(t)
-        return torch.zeros_like(g) if self.probability_flow else g

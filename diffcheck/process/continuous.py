@@ -51,7 +51,7 @@ class _LinearBeta(Process):
 
 
 class VP(_LinearBeta):
-    """Variance-preserving SDE (Eq. 11): alpha = exp(-B/2), sigma^2 = 1 - exp(-B); defaults beta 0.1 -> 20."""
+    """Variance-preserving SDE (Song et al. 2021, Eq. 11): alpha = exp(-B/2), sigma^2 = 1 - exp(-B); defaults beta 0.1 -> 20."""
 
     t_eps = 1e-3
     prior_std = 1.0
@@ -71,7 +71,7 @@ class VP(_LinearBeta):
 
 
 class SubVP(_LinearBeta):
-    """Sub-VP SDE (Eq. 12): the VP mean, variance (1 - exp(-B))^2, g^2 = beta (1 - exp(-2B))."""
+    """Sub-VP SDE (Song et al. 2021, Eq. 12): the VP mean, variance (1 - exp(-B))^2, g^2 = beta (1 - exp(-2B))."""
 
     t_eps = 1e-3
     prior_std = 1.0
@@ -94,7 +94,7 @@ class SubVP(_LinearBeta):
 
 
 class VE(Process):
-    """Variance-exploding SDE (Eq. 9): alpha = 1, sigma(t) = sigma_min (sigma_max / sigma_min)^t.
+    """Variance-exploding SDE (Song et al. 2021, Eq. 9): alpha = 1, sigma(t) = sigma_min (sigma_max / sigma_min)^t.
 
     ``kernel="exact"`` uses the exact perturbation kernel N(x_0, (sigma(t)^2 - sigma_min^2) I),
     so x at t = 0 is the data; ``kernel="official"`` uses N(x_0, sigma(t)^2 I) as the

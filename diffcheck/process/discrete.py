@@ -46,7 +46,7 @@ def linear_betas(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
 
 
 def cosine_alpha_bar(t: Any, s: float = 0.008) -> torch.Tensor:
-    """Improved DDPM's alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t + s)/(1 + s)) pi/2) (Eq. 17), t in [0, 1]."""
+    """Improved DDPM's alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t + s)/(1 + s)) pi/2) (Nichol & Dhariwal 2021, Eq. 17), t in [0, 1]."""
     t = as_float_tensor(t, "t")
     f = lambda u: torch.cos((u + s) / (1.0 + s) * math.pi / 2.0) ** 2
     return f(t) / f(torch.zeros_like(t))

@@ -4,7 +4,7 @@ Each declares its theory in ``fn.info`` (``SamplerInfo``: kind, order, weak/stro
 which the tests check against measured convergence orders.
 """
 
-from .ancestral import ancestral_step, ddpm_ancestral, ve_ancestral, vp_ancestral
+from .ancestral import ancestral_moments, ancestral_step, ddpm_ancestral, ve_ancestral, vp_ancestral
 from .base import PerSampleNoise, Result, SamplerInfo, SamplingError, info, make_noise
 from .ddim import ddim, ddim_invert, ddim_step
 from .langevin import annealed_langevin, langevin, ncsnv2
@@ -20,7 +20,7 @@ from .sde import (
 )
 
 __all__ = [
-    "ddpm_ancestral", "ve_ancestral", "vp_ancestral", "ancestral_step",
+    "ddpm_ancestral", "ve_ancestral", "vp_ancestral", "ancestral_step", "ancestral_moments",
     "ddim", "ddim_invert", "ddim_step",
     "langevin", "annealed_langevin", "ncsnv2",
     "euler_maruyama", "reverse_diffusion", "predictor_corrector",

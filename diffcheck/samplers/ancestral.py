@@ -1,7 +1,9 @@
-"""DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) on any process and any grid."""
+"""DDPM ancestral sampling (Ho et al. 2020, Algorithm 2) on any process and any grid, with DDPM's fixed variances or
+Improved DDPM's learned one (Nichol & Dhariwal 2021, Eq. 15)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -10,10 +12,67 @@ from toy.validate import check_choice
 
 from ..param import Model, predict
 from ..process.base import Process
+from ..variance import learned_log_variance, predict_with_variance
 from .base import sampler
 from .loop import Coefficients, coefficients, walk
 
-__all__ = ["ancestral_step", "ddpm_ancestral", "ve_ancestral", "vp_ancestral"]
+__all__ = ["VARIANCES", "ancestral_moments", "ancestral_step", "check_variance", "ddpm_ancestral", "ve_ancestral",
+           "vp_ancestral"]
+
+VARIANCES = ("beta_tilde", "beta", "learned")
+
+
+def check_variance(variance: str, model: Any) -> str:
+    """Validate an ancestral variance choice; ``"learned"`` needs a learned-variance model (``diffcheck.variance``)."""
+    check_choice(variance, "variance", VARIANCES)
+    if variance == "learned" and not callable(getattr(model, "forward_full", None)):
+        raise TypeError("variance='learned' needs a learned-variance model: model has no forward_full(x, t) "
+                        "(see diffcheck.variance)")
+    return variance
+
+
+def ancestral_moments(
+    model: Model,
+    process: Process,
+    x: torch.Tensor,
+    t: torch.Tensor,
+    s: torch.Tensor,
+    *,
+    variance: str = "beta_tilde",
+    clip_x0: tuple[float, float] | None = None,
+    coef: Coefficients | None = None,
+    **kw: Any,
+) -> tuple[torch.Tensor, float | torch.Tensor]:
+    """Mean and variance of the reverse step x_t -> x_s, from one model evaluation (Ho et al. 2020, Eq. 11).
+
+    The mean is (x_t - beta / sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_t) (Ho et al. 2020, Eq. 11; for any
+    process sqrt(1 - alpha_bar_t) is sigma_t and sqrt(alpha_t) is alpha_t / alpha_s) or, with ``clip_x0``, the
+    posterior mean at the clipped x_0 prediction (Ho et al. 2020, Eq. 7), as the DDPM code does. The variance is
+    ``"beta_tilde"`` (exact for x_0 at a point), ``"beta"`` (exact for x_0 ~ N(0, I)) (Ho et al. 2020, Sec. 3.2) or
+    ``"learned"``: exp(v log beta + (1 - v) log beta_tilde) per coordinate from the model's variance output
+    (Nichol & Dhariwal 2021, Eq. 15), with the beta and beta_tilde of this step t -> s. A step into sigma_s = 0
+    has variance 0: Ho et al. 2020, Algorithm 2 draws no noise at its last step.
+    """
+    c = coef or coefficients(process, t, s)
+    beta, beta_tilde = c.beta, c.beta_tilde
+    want = "eps" if clip_x0 is None else "x0"
+    learned = variance == "learned" and c.sigma_s > 0.0
+    if learned:
+        out, v_raw = predict_with_variance(model, process, x, t, want, **kw)
+    else:
+        out = predict(model, process, x, t, want, **kw)
+    if clip_x0 is None:
+        eps = out
+        sqrt_one_minus_alpha_bar, sqrt_alpha = c.sigma_t, c.alpha_ratio
+        mean = (x - (beta / sqrt_one_minus_alpha_bar) * eps) / sqrt_alpha
+    else:
+        x0 = out.clamp(clip_x0[0], clip_x0[1])
+        mean = c.posterior_mean_coef_x0 * x0 + c.posterior_mean_coef_xt * x
+    if c.sigma_s == 0.0:
+        return mean, 0.0
+    if learned:
+        return mean, learned_log_variance(v_raw, math.log(beta), math.log(beta_tilde)).exp()
+    return mean, beta_tilde if variance == "beta_tilde" else beta
 
 
 def ancestral_step(
@@ -30,23 +89,10 @@ def ancestral_step(
     coef: Coefficients | None = None,
     **kw: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step x_t -> x_s ~ N(posterior mean at the predicted x_0, variance); no noise into sigma_s = 0.
-
-    ``variance="beta_tilde"``: the posterior variance (exact for x_0 at a point);
-    ``"beta"``: the forward transition variance (exact for x_0 ~ N(0, I)) (Ho et al. 2020, Sec. 3.2).
-    The mean is (x_t - trans_var / sigma_t * eps) / a (Eq. 11) or, with ``clip_x0``, the
-    posterior mean at the clipped x_0 prediction (Eq. 7), as the DDPM code does.
-    """
-    c = coef or coefficients(process, t, s)
-    if clip_x0 is None:
-        eps = predict(model, process, x, t, "eps", **kw)
-        mean = (x - (c.sigma_t * c.drop) * eps) / c.a
-    else:
-        x0 = predict(model, process, x, t, "x0", **kw).clamp(clip_x0[0], clip_x0[1])
-        mean = c.coef_x0 * x0 + c.coef_xt * x
-    if c.sigma_s == 0.0:  # the step to the data: Algorithm 2 draws no noise at t = 1
+    """One step x_t -> x_s ~ N(mu, Sigma) of Ho et al. 2020, Algorithm 2 (line 4), with ``ancestral_moments``' mu, Sigma."""
+    mean, var = ancestral_moments(model, process, x, t, s, variance=variance, clip_x0=clip_x0, coef=coef, **kw)
+    if isinstance(var, float) and var == 0.0:  # the step to the data: no noise
         return mean, mean
-    var = c.post_var if variance == "beta_tilde" else c.trans_var
     return mean + var**0.5 * noise(x), mean
 
 
@@ -65,12 +111,14 @@ def ddpm_ancestral(
     full: bool = False,
     **model_kwargs: Any,
 ):
-    """DDPM ancestral sampling over ``grid`` (every step, or a respaced sub-grid: Nichol & Dhariwal 2021).
+    """DDPM ancestral sampling over ``grid`` (every step, or a respaced sub-grid: Nichol & Dhariwal 2021, App. B).
 
-    ``clip_x0`` (e.g. (-1, 1)) clamps the x_0 prediction as the official code does by
-    default; it is off here because it is wrong for data outside that range.
+    ``variance`` is "beta_tilde", "beta" or "learned" (a learned-variance model, e.g. one
+    trained with L_hybrid: Nichol & Dhariwal 2021, Eq. 16). ``clip_x0`` (e.g. (-1, 1)) clamps
+    the x_0 prediction as the official code does by default; it is off here because it is
+    wrong for data outside that range.
     """
-    check_choice(variance, "variance", ("beta_tilde", "beta"))
+    check_variance(variance, model)
     if clip_x0 is not None and (len(clip_x0) != 2 or not clip_x0[0] < clip_x0[1]):
         raise ValueError(f"clip_x0 must be a (low, high) pair with low < high, got {clip_x0!r}")
     return walk(ancestral_step, model, process, x, grid, generator=generator, name="ddpm_ancestral",

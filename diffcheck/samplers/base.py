@@ -113,9 +113,10 @@ class SamplingError(FloatingPointError):
 
 
 class StepChecker:
-    """Validates inputs once and the state after each step (optionally), naming the failing step."""
+    """Validates inputs once and the state after each step (optionally), naming the failing step; ``grid`` is the walked order."""
 
-    def __init__(self, process: Process, x: torch.Tensor, grid: Any, *, enabled: bool = True, name: str = "sampler") -> None:
+    def __init__(self, process: Process, x: torch.Tensor, grid: Any, *, enabled: bool = True, name: str = "sampler",
+                 ascending: bool = False) -> None:
         if not isinstance(process, Process):
             raise TypeError(f"process must be a Process, got {type(process).__name__}")
         if not isinstance(x, torch.Tensor) or not x.is_floating_point():
@@ -125,6 +126,8 @@ class StepChecker:
         if not bool(torch.isfinite(x).all()):
             raise ValueError("x contains NaN or inf")
         self.grid = check_grid(grid).to(torch.float64)
+        if ascending:  # a decreasing grid walked from its end (an encoder)
+            self.grid = self.grid.flip(0)
         self.enabled = enabled
         self.name = name
 

@@ -11,7 +11,7 @@ from toy.validate import check_float
 
 from ..param import Model, convert
 from ..process.base import Process
-from .base import Result, SamplingError, StepChecker, sampler
+from .base import sampler
 from .loop import Coefficients, coefficients, walk
 
 __all__ = ["ddim_step", "ddim", "ddim_invert"]
@@ -29,10 +29,11 @@ def _x0_eps(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, **
 
 def ddim_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
               last: bool = False, eta: float = 0.0, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_s = alpha_s x0 + sqrt(sigma_s^2 - sigma_eta^2) eps + sigma_eta z, sigma_eta^2 = eta^2 beta_tilde (Eq. 12, 16)."""
+    """x_s = alpha_s x0 + sqrt(sigma_s^2 - sigma_eta^2) eps + sigma_eta z, sigma_eta^2 = eta^2 beta_tilde (Song et al. 2020,
+    Eq. 12 and Eq. 16); with eta = 0 it also runs upward in time (``ddim_invert``)."""
     c = coef or coefficients(process, t, s)
     x0, eps = _x0_eps(model, process, x, t, **kw)
-    var = eta * eta * c.post_var
+    var = eta * eta * c.beta_tilde if eta else 0.0
     if var > c.sigma_s**2 * (1.0 + 1e-12):
         raise ValueError(f"eta={eta:g} is too large for the step t={c.t:.6g} -> {c.s:.6g}: sigma_eta exceeds sigma_s")
     mean = c.alpha_s * x0 + math.sqrt(max(c.sigma_s**2 - var, 0.0)) * eps
@@ -81,21 +82,8 @@ def ddim_invert(
     """Encode x_0 into x_T by DDIM's ODE run forward: x_t = alpha_t x0(x_s) + sigma_t eps(x_s), over ``grid`` reversed.
 
     ``grid`` is the decreasing grid a DDIM sampler would walk; the encoder walks it from
-    its end to its start, evaluating the model at the less noisy time of each step.
+    its end to its start with DDIM's eta = 0 step, evaluating the model at the less noisy
+    time of each step (one evaluation per step).
     """
-    checker = StepChecker(process, x0, grid, enabled=check_finite, name="ddim_invert")
-    g = checker.grid.flip(0)
-    x = x0
-    traj = [x] if full else None
-    calls = 0
-    for i in range(len(g) - 1):
-        s, t = g[i], g[i + 1]
-        c = coefficients(process, t, s)
-        x0_hat, eps = _x0_eps(model, process, x, s, **model_kwargs)
-        calls += 1
-        x = c.alpha_t * x0_hat + c.sigma_t * eps
-        if check_finite and not bool(torch.isfinite(x).all()):
-            raise SamplingError(f"ddim_invert: non-finite state after step {i + 1} (t = {float(s):.6g} -> {float(t):.6g})")
-        if traj is not None:
-            traj.append(x)
-    return Result(x, traj, g, calls) if full else x
+    return walk(ddim_step, model, process, x0, grid, stochastic=False, name="ddim_invert", check_finite=check_finite,
+                progress=progress, full=full, ascending=True, eta=0.0, **model_kwargs)

@@ -1,7 +1,8 @@
-"""Langevin dynamics (Song & Ermon 2019, Eq. 4), annealed Langevin (Algorithm 1) and NCSNv2's sampler (Song & Ermon 2020).
+"""Langevin dynamics (Song & Ermon 2019, Eq. 4), annealed Langevin (Song & Ermon 2019, Algorithm 1) and NCSNv2's sampler
+(Song & Ermon 2020, Sec. 3.3-3.4), all one loop.
 
 Two step conventions are in use and both are offered, named by what multiplies the score:
-``"half"``: x + (eps/2) s + sqrt(eps) z (NCSN's Eq. 4, Algorithm 1 and its toy code);
+``"half"``: x + (eps/2) s + sqrt(eps) z (Song & Ermon 2019, Eq. 4 and Algorithm 1, and NCSN's toy code);
 ``"full"``: x + eps s + sqrt(2 eps) z (NCSN's and NCSNv2's image code).
 "full" with step eps is "half" with step 2 eps.
 """
@@ -30,9 +31,29 @@ def _drift_noise(convention: str, step: float) -> tuple[float, float]:
     return (0.5 * step, math.sqrt(step)) if convention == "half" else (step, math.sqrt(2.0 * step))
 
 
-def _check(x: torch.Tensor, what: str) -> None:
-    if not bool(torch.isfinite(x).all()):
-        raise SamplingError(f"non-finite state {what}")
+def _loop(model: Model, process: Process, x: torch.Tensor, times: torch.Tensor, step_sizes: list[float], steps_per_level: int,
+          noise, *, convention: str, check_finite: bool, progress: bool, full: bool, name: str, every_step: bool,
+          **model_kwargs: Any) -> tuple[torch.Tensor, list[torch.Tensor] | None, int]:
+    """``steps_per_level`` Langevin steps x + drift s(x, t_i) + scale z at each time t_i with step size step_sizes[i]
+    (Song & Ermon 2019, Algorithm 1, lines 3-6); returns the state, the trajectory (after every step, or after every
+    level) and the number of model evaluations."""
+    counted = Counted(model)
+    traj = [x] if full else None
+    bar = tqdm(total=len(times) * steps_per_level, desc=name, file=sys.stderr, disable=not progress, leave=False)
+    for i in range(len(times)):
+        drift, scale = _drift_noise(convention, step_sizes[i])
+        for k in range(steps_per_level):
+            x = x + drift * predict(counted, process, x, times[i], "score", **model_kwargs) + scale * noise(x)
+            if check_finite and not bool(torch.isfinite(x).all()):
+                raise SamplingError(f"{name}: non-finite state at level {i + 1} of {len(times)} "
+                                    f"(t = {float(times[i]):.6g}), step {k + 1}")
+            if traj is not None and every_step:
+                traj.append(x)
+            bar.update(1)
+        if traj is not None and not every_step:
+            traj.append(x)
+    bar.close()
+    return x, traj, counted.calls
 
 
 @sampler("mcmc", "Song & Ermon 2019, Eq. 4")
@@ -51,24 +72,18 @@ def langevin(
     full: bool = False,
     **model_kwargs: Any,
 ):
-    """``n_steps`` Langevin steps targeting the marginal p_t (t = 0: the data) with a fixed step size."""
+    """``n_steps`` Langevin steps targeting the marginal p_t (t = 0: the data) with a fixed step size: one level of
+    ``annealed_langevin``'s loop (its trajectory holds every step)."""
     t = float(process._time(t))
     step_size = check_float(step_size, "step_size", low=0.0, low_open=True)
     n_steps = check_int(n_steps, "n_steps", minimum=1)
     check_choice(convention, "convention", ("half", "full"))
     StepChecker(process, x, [1.0, 0.0], name="langevin")
-    noise = make_noise(generator)
-    counted = Counted(model)
-    drift, scale = _drift_noise(convention, step_size)
     tt = torch.tensor(t, dtype=torch.float64)
-    traj = [x] if full else None
-    for k in tqdm(range(n_steps), desc="langevin", file=sys.stderr, disable=not progress, leave=False):
-        x = x + drift * predict(counted, process, x, tt, "score", **model_kwargs) + scale * noise(x)
-        if check_finite:
-            _check(x, f"after Langevin step {k + 1} at t = {t:.6g}")
-        if traj is not None:
-            traj.append(x)
-    return Result(x, traj, tt.expand(n_steps + 1), counted.calls) if full else x
+    x, traj, calls = _loop(model, process, x, tt[None], [step_size], n_steps, make_noise(generator), convention=convention,
+                           check_finite=check_finite, progress=progress, full=full, name="langevin", every_step=True,
+                           **model_kwargs)
+    return Result(x, traj, tt.expand(n_steps + 1), calls) if full else x
 
 
 def _levels(process: Process, grid: Any, x: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
@@ -106,18 +121,11 @@ def annealed_langevin(
     steps_per_level = check_int(steps_per_level, "steps_per_level", minimum=1)
     check_choice(convention, "convention", ("half", "full"))
     g, sig = _levels(process, grid, x)
-    noise = make_noise(generator)
-    counted = Counted(model)
-    traj = [x] if full else None
     last = sig[-1]
-    for i in tqdm(range(len(g)), desc="annealed_langevin", file=sys.stderr, disable=not progress, leave=False):
-        drift, scale = _drift_noise(convention, eps * sig[i] ** 2 / last**2)
-        for k in range(steps_per_level):
-            x = x + drift * predict(counted, process, x, g[i], "score", **model_kwargs) + scale * noise(x)
-            if check_finite:
-                _check(x, f"at level {i + 1} of {len(g)} (t = {float(g[i]):.6g}), step {k + 1}")
-        if traj is not None:
-            traj.append(x)
+    counted = Counted(model)
+    x, traj, _ = _loop(counted, process, x, g, [eps * v**2 / last**2 for v in sig], steps_per_level, make_noise(generator),
+                       convention=convention, check_finite=check_finite, progress=progress, full=full,
+                       name="annealed_langevin", every_step=False, **model_kwargs)
     if denoise:
         x = predict(counted, process, x, g[-1], "x0", **model_kwargs)
     return Result(x, traj, g, counted.calls) if full else x

@@ -1,4 +1,8 @@
-"""Probability-flow ODE samplers (Song et al. 2021, Eq. 13): Euler, Heun, and an adaptive Runge-Kutta solve."""
+"""Probability-flow ODE samplers (Song et al. 2021, Eq. 13): Euler, Heun, and an adaptive Runge-Kutta solve.
+
+Each step evaluates the velocity of ``process.reverse(model, probability_flow=True)``, the one
+definition of the probability-flow ODE (``diffcheck.process.reverse``).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from scipy.integrate import solve_ivp
 
 from toy.validate import check_choice, check_float
 
-from ..param import Model, predict
+from ..param import Model
 from ..process.base import Process
 from .base import Result, SamplingError, StepChecker, sampler
 from .loop import Coefficients, Counted, coefficients, walk
@@ -20,38 +24,35 @@ __all__ = ["probability_flow", "euler_step", "heun_step", "euler_ode", "heun_ode
 
 def probability_flow(model: Model, process: Process, x: torch.Tensor, t: Any, *, f: float | None = None,
                      g2: float | None = None, sigma: float | None = None, **kw: Any) -> torch.Tensor:
-    """dx/dt = f(t) x - g(t)^2 / 2 * score(x, t), written with eps where the model predicts it: + g^2 eps / (2 sigma).
+    """The probability-flow velocity dx/dt = f x - g^2/2 score (Song et al. 2021, Eq. 13): ``process.reverse(model, True).drift``.
 
     ``f``, ``g2`` and ``sigma`` at t may be passed in when already known.
     """
-    f = float(process.f(t)) if f is None else f
-    g2 = float(process.g2(t)) if g2 is None else g2
-    if getattr(model, "prediction", None) == "eps":
-        sigma = float(process.sigma(t)) if sigma is None else sigma
-        if sigma <= 0.0:
-            raise ValueError("the probability-flow velocity of an eps-model is undefined where sigma(t) = 0; stop the grid above 0")
-        return f * x + (0.5 * g2 / sigma) * model(x, t, **kw)
-    return f * x - 0.5 * g2 * predict(model, process, x, t, "score", **kw)
+    return process.reverse(model, probability_flow=True).drift(x, t, f=f, g2=g2, sigma=sigma, **kw)
 
 
 def euler_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise=None, *,
                last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_s = x_t + (s - t) v(x_t, t)."""
+    """x_s = x_t + (s - t) v(x_t, t), v the probability-flow velocity (Song et al. 2021, Eq. 13)."""
     c = coef or coefficients(process, t, s)
-    x = x + (c.s - c.t) * probability_flow(model, process, x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
+    flow = process.reverse(model, probability_flow=True)
+    x = x + (c.s - c.t) * flow.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
     return x, x
 
 
 def heun_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise=None, *,
               last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """Heun's (explicit trapezoidal) step; an Euler step where the velocity at s is undefined (sigma(s) = 0)."""
+    """Heun's (explicit trapezoidal) step on the probability flow (Karras et al. 2022, Algorithm 1, lines 5-8); an Euler
+    step where the velocity at s is undefined (sigma(s) = 0)."""
     c = coef or coefficients(process, t, s)
+    flow = process.reverse(model, probability_flow=True)
     h = c.s - c.t
-    v = probability_flow(model, process, x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
-    x_euler = x + h * v
+    d_cur = flow.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
+    x_euler = x + h * d_cur
     if c.sigma_s <= 0.0:
         return x_euler, x_euler
-    x = x + 0.5 * h * (v + probability_flow(model, process, x_euler, s, f=c.f_s, g2=c.g2_s, sigma=c.sigma_s, **kw))
+    d_prime = flow.drift(x_euler, s, f=c.f_s, g2=c.g2_s, sigma=c.sigma_s, **kw)
+    x = x + 0.5 * h * (d_cur + d_prime)
     return x, x
 
 
@@ -96,12 +97,13 @@ def adaptive_ode(
     atol = check_float(atol, "atol", low=0.0, low_open=True)
     check_choice(method, "method", ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA"))
     counted = Counted(model)
+    flow = process.reverse(counted, probability_flow=True)
     shape, dtype, device = x.shape, x.dtype, x.device
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:
         xt = torch.from_numpy(y).to(dtype=dtype, device=device).reshape(shape)
         with torch.no_grad():
-            v = probability_flow(counted, process, xt, torch.tensor(t, dtype=torch.float64), **model_kwargs)
+            v = flow.drift(xt, torch.tensor(t, dtype=torch.float64), **model_kwargs)
         return v.reshape(-1).double().cpu().numpy()
 
     y0 = x.detach().reshape(-1).double().cpu().numpy()

@@ -26,22 +26,25 @@ __all__ = [
 
 def euler_maruyama_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
                         last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """x_s = x_t - [f(t) x_t - g(t)^2 score(x_t, t)] (t - s) + g(t) sqrt(t - s) z (reverse-time Eq. 6)."""
+    """x_s = x_t - b(x_t, t) (t - s) + g(t) sqrt(t - s) z, with b the reverse SDE's drift (Song et al. 2021, Eq. 6)."""
     c = coef or coefficients(process, t, s)
     h = c.t - c.s
-    f, g2 = c.f_t, c.g2_t
-    score = predict(model, process, x, t, "score", **kw)
-    mean = x - (f * x - g2 * score) * h
-    return mean + math.sqrt(g2 * h) * noise(x), mean
+    sde = process.reverse(model)
+    mean = x - h * sde.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
+    return mean + (sde.diffusion(t, g2=c.g2_t) * math.sqrt(h)) * noise(x), mean
 
 
 def reverse_diffusion_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
                            last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reverse of the discretised forward step x_t = a x_s + G z: x_s = (2 - a) x_t + G^2 score + G z (Song et al. 2021, App. E)."""
+    """The reverse of the discretised forward step x_t = a x_s + G z: x_s = (2 - a) x_t + G^2 score + G z (Song et al. 2021, App. E).
+
+    a = alpha_t / alpha_s and G^2 = beta, the step's forward transition variance (Ho et al. 2020, Eq. 2 for VP).
+    """
     c = coef or coefficients(process, t, s)
+    a, beta = c.alpha_ratio, c.beta
     score = predict(model, process, x, t, "score", **kw)
-    mean = (2.0 - c.a) * x + c.trans_var * score
-    return mean + math.sqrt(c.trans_var) * noise(x), mean
+    mean = (2.0 - a) * x + beta * score
+    return mean + math.sqrt(beta) * noise(x), mean
 
 
 def langevin_corrector_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
@@ -60,7 +63,7 @@ def langevin_corrector_step(model: Model, process: Process, x: torch.Tensor, t: 
     zn = z.reshape(x.shape[0], -1).norm(dim=-1)
     if norm == "batch":
         gn, zn = gn.mean().expand_as(gn), zn.mean().expand_as(zn)
-    step = 2.0 * c.a * c.a * (snr * zn / gn) ** 2
+    step = 2.0 * c.alpha_ratio**2 * (snr * zn / gn) ** 2
     step = step.reshape(-1, *([1] * (x.ndim - 1)))
     mean = x + step * score
     return mean + torch.sqrt(2.0 * step) * z, mean

@@ -1,4 +1,4 @@
-"""Public verification API: calibrated statistical assertions, convergence-order fits, strategies.
+"""Public verification API: calibrated statistical assertions, convergence-order fits, exact Gaussian laws, strategies.
 
 Submodules load on first use, so importing ``diffcheck.testing`` costs nothing until a
 name from it is used.
@@ -32,6 +32,11 @@ _EXPORTS = {
     "RejectionRate": "calibration",
     "affine_law": "gaussian_law",
     "NotAffineError": "gaussian_law",
+    "law_resolution": "resolution",
+    "gaussian_kl": "resolution",
+    "gaussian_distance": "resolution",
+    "LawVerdict": "resolution",
+    "gaussian_law_check": "resolution",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -40,6 +45,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    if name in ("stats", "strategies", "assertions", "gaussian_law", "plugin", "calibration", "exact_law"):
+    if name in ("stats", "strategies", "assertions", "gaussian_law", "resolution", "plugin", "calibration", "exact_law"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,9 @@ It adds fixtures for verifying your own samplers against exact answers:
 - ``dc_seed`` (int, from ``--diffcheck-seed``, default 0) and ``dc_gen``, a torch.Generator seeded with it;
 - ``dc_mixture(name, **kw)``: a preset of ``toy`` (two_modes, ring, anisotropic, ...);
 - ``dc_process(name)``: "VP", "subVP", "VE", "VE-official", "cosine", "linear-VE", "ddpm-linear", "ddpm-cosine";
-- ``dc_exact_model(mixture_or_name, process_or_name, prediction="eps")``: the exact model.
+- ``dc_exact_model(mixture_or_name, process_or_name, prediction="eps")``: the exact model;
+- ``dc_kdiffusion(mixture_or_name, steps=64, n=500, ...)``: a k-diffusion-style test case (exact
+  denoiser D(x, sigma), Karras ladder, starts from the exact law at sigma_max, the data law).
 
 It registers the markers ``slow`` and ``gpu`` (skipped without CUDA when collected with the
 plugin's ``--diffcheck-skip-gpu``) and, with ``--diffcheck-hypothesis-profile NAME``, loads a
@@ -103,5 +105,17 @@ def dc_exact_model():
         m = toy.preset(mixture) if isinstance(mixture, str) else mixture
         p = _process(process) if isinstance(process, str) else process
         return ExactModel(m, p, prediction)
+
+    return build
+
+
+@pytest.fixture
+def dc_kdiffusion(dc_gen):
+    """Factory: ``dc_kdiffusion("anisotropic", steps=64)`` -> a case with ``denoiser``, ``sigmas``, ``x`` and ``law``."""
+    from diffcheck.adapters.kdiffusion import case
+
+    def build(mixture="anisotropic", **kw):
+        kw.setdefault("generator", dc_gen)
+        return case(mixture, **kw)
 
     return build

@@ -11,11 +11,11 @@ from .config import TrainConfig
 from .distributed import Shards, World, device_for, init_distributed, sample_sharded, world
 from .ema import EMA
 from .loop import LossFn, TrainResult, train
-from .objective import eps_mse
+from .objective import eps_mse_objective
 
 __all__ = [
     "TrainConfig", "train", "TrainResult", "LossFn", "EMA",
     "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
     "World", "world", "init_distributed", "device_for", "Shards", "sample_sharded",
-    "eps_mse",
+    "eps_mse_objective",
 ]

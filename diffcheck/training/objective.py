@@ -1,4 +1,10 @@
-"""A plain ε-prediction loss for exercising the loop (the objectives of the papers live with the losses)."""
+"""The loss function the training loop takes, ``loss_fn(model, batch, generator)``, built from ``diffcheck.losses``.
+
+The losses themselves (one value per sample) have one place, ``diffcheck.losses``; the
+recipes that pair a loss with a process, a toy network and a sampler are
+``diffcheck.learned.objectives``; the checks of the losses' minima are
+``diffcheck.checks.objectives``. This module only draws t and averages.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,10 @@ from .. import losses
 from ..process.base import Process
 from ..process.discrete import DiscreteVP
 
-__all__ = ["eps_mse"]
+__all__ = ["eps_mse_objective"]
 
 
-def eps_mse(process: Process, *, t_min: float | None = None):
+def eps_mse_objective(process: Process, *, t_min: float | None = None):
     """``loss_fn(model, batch, generator)``: mean |ε̂(α x_0 + σ ε, t) − ε|² (L_simple, Ho et al. 2020, Eq. 14).
 
     t is a uniform DDPM step i/T for a DiscreteVP, else uniform on [t_min, 1] (default ``process.t_eps``); the

@@ -1,4 +1,7 @@
-"""The reference video networks (``diffcheck.nets.video``) as MCVD and RaMViD models of a DDPM process.
+"""The one place where the reference video networks (``diffcheck.nets.video``) become MCVD and RaMViD models of a DDPM process.
+
+The toy video MLP becomes such a model in ``diffcheck.video.toynet``; image networks in
+``diffcheck.nets.wrap``.
 
 Videos here are (B, F, C, H, W), frames on axis 1. Both networks take the 0-based step index of a DDPM table as
 their noise input (improved-diffusion rescales it by 1000/T; MCVD's table has T = 1000) and predict eps.

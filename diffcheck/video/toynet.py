@@ -1,4 +1,6 @@
-"""A small conditional MLP for toy videos, and its wrappers as MCVD and RaMViD models of a process.
+"""A small conditional MLP for toy videos, and the one place where it becomes an MCVD or RaMViD model of a process.
+
+The reference video networks become such models in ``diffcheck.video.netmodels``.
 
 The network ``ToyVideoNet(x, noise, cond, mask)`` maps a noised block (B, in_dim), clean conditioning values
 (B, cond_dim) and mask bits (B, mask_dim) to eps (B, out_dim). The noise input is the log-SNR

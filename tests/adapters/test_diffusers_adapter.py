@@ -198,7 +198,7 @@ def test_euler_family_equals_ddim_in_x_over_alpha(spacing, prediction):
 def test_heun_equals_heun_in_sigma(options):
     cfg = A.SchedulerConfig.make("HeunDiscreteScheduler", **options)
     sched, proc, grid = _setup(cfg, 15)
-    sig = torch.tensor(A._consecutive_unique([float(s) for s in sched.sigmas]), dtype=torch.float64)
+    sig = torch.tensor(A.consecutive_unique([float(s) for s in sched.sigmas]), dtype=torch.float64)
     x_T = _x() * float(sched.init_noise_sigma)
     out = A.sample(cfg, GAUSS, x_T, 15).samples
     lve = LinearVE(float(sig[0]))
@@ -242,7 +242,7 @@ def test_learned_range_with_exact_variance_is_exact_in_law(monkeypatch):
     assert float((cov - iso.covariance()).abs().max()) <= 1e-10
     # the same variance output computed for the un-respaced step (s = t - 1/T) is not exact: the check can fail
     exact = A.learned_range_output
-    monkeypatch.setattr(A, "learned_range_output", lambda m, x, t, s: exact(m, x, t, max(t - 1.0 / T, 0.0)))
+    monkeypatch.setattr(A.run, "learned_range_output", lambda m, x, t, s: exact(m, x, t, max(t - 1.0 / T, 0.0)))
     mean, cov = affine_law(run, start.mean(), start.covariance())
     assert float((cov - iso.covariance()).abs().max()) > 1e-3
 

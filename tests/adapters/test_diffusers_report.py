@@ -1,6 +1,7 @@
 """The diffusers report: its fields, its verdicts, and that it notices a mis-mapped time and a wrong sampler."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ pytest.importorskip("diffusers")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 import toy  # noqa: E402
+from diffcheck.checks import Record  # noqa: E402
 from diffcheck.adapters import format_report as lazy_format_report  # noqa: E402
 from diffcheck.adapters import diffusers_report as R  # noqa: E402
 
@@ -39,7 +41,10 @@ def test_quick_report_is_json_with_its_fields(quick):
         assert set(res["orders"]) == {"diffusers", "diffcheck"}
         assert len(res["two_sample"]) == 1 and res["two_sample"][0]["preset"] == "anisotropic"
     for f in report["findings"]:
-        assert {"id", "title", "discrepancy", "expected", "measured", "size", "detail"} <= set(f)
+        # the checks' record fields, and the fields of earlier reports
+        assert {"id", "source", "claim", "expected", "measured", "tolerance", "passed", "seconds"} <= set(f)
+        assert {"id", "title", "discrepancy", "expected", "measured", "size", "detail", "configurations"} <= set(f)
+        assert f["discrepancy"] == (not f["passed"]) and f["title"] == f["claim"]
 
 
 def test_configurations_that_run_diffchecks_algorithms_agree(quick):
@@ -68,6 +73,14 @@ def test_verdicts_follow_the_schedulers_own_steps(quick):
     ids = {f["id"] for f in report["findings"]}
     assert "ddim-previous-timestep" in ids and "leading-spacing" in ids
     assert ("configuration:ddim-linspace-eps" in ids) == off_grid
+
+
+def test_committed_report_still_formats():
+    """The committed full report (written before findings became records) keeps the fields the text needs."""
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "diffusers_report.json"
+    report = json.loads(path.read_text())
+    text = R.format_report(report)
+    assert all(f["id"] in text for f in report["findings"])
 
 
 def test_format_report_lists_every_configuration(quick):
@@ -121,9 +134,9 @@ def test_report_arguments_are_checked():
 
 def test_learned_range_probe_is_exact_on_trailing_spacing():
     f = R.probe_learned_range((10,))
-    assert not f["discrepancy"] and f["size"]["largest_error_trailing"] <= 1e-9
+    assert isinstance(f, Record) and f.passed and f.details["size"]["largest_error_trailing"] <= 1e-9
     # leading spacing ends at index 0 with no noise: Var(x_0 | x_1) is lost, a floor far above round-off
-    assert f["size"]["largest_error_leading"] > 1e-5
+    assert f.details["size"]["largest_error_leading"] > 1e-5
 
 
 def test_narrow_preset_exists_for_the_report():
@@ -133,9 +146,10 @@ def test_narrow_preset_exists_for_the_report():
 def test_second_order_steps_give_one_law_for_every_prediction_type():
     """Heun's corrector and DPM-Solver++ 2M with v and x0 agree with eps to float32 round-off; the probe reports what PNDM does."""
     f = R.probe_second_order_v((10,))
+    size = f.details["size"]
     for name in ("HeunDiscreteScheduler", "DPMSolverMultistepScheduler"):
-        assert f["size"][f"largest_law_difference_{name}"] <= R.FLOAT32_AGREEMENT
-    assert f["discrepancy"] == (max(f["size"].values()) > R.FLOAT32_AGREEMENT)
+        assert size[f"largest_law_difference_{name}"] <= R.FLOAT32_AGREEMENT
+    assert f.passed == (max(size.values()) <= R.FLOAT32_AGREEMENT)
 
 
 def test_report_without_diffusers_says_how_to_install(monkeypatch):

@@ -22,7 +22,7 @@ import toy
 from diffcheck import process as P
 from diffcheck import samplers as S
 from diffcheck.exact import ExactModel
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.samplers.loop import walk
 from diffcheck.testing import assert_mode_weights, assert_moments, assert_order, assert_samples_match
 from diffcheck.testing import stats as st
@@ -156,7 +156,7 @@ def _wrong_variance_step(model, process, x, t, s, noise, *, last=False, **kw):
 
 
 def _off_by_one(model, process, x, t, s, noise, *, last=False, **kw):
-    return S.ancestral_step(as_model(lambda y, tt: model(y, s), model.prediction), process, x, t, s, noise, last=last)
+    return S.ancestral_step(function_model(lambda y, tt: model(y, s), model.prediction), process, x, t, s, noise, last=last)
 
 
 _DDPM = P.DiscreteVP.linear()

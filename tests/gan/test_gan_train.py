@@ -171,12 +171,14 @@ def test_config_errors_name_the_argument(kwargs, word):
 
 def test_toy_run_improves_the_two_sample_statistics(tmp_path):
     # a short Diffusion-GAN run on the ring of 8 (fresh exact draws); the statistics of the initial generator against
-    # exact draws are the baseline, and training must cut the energy statistic by 4x and lower the sliced KS statistic
+    # exact draws are the baseline, and training must cut the energy statistic by 4x and lower the sliced KS statistic.
+    # 600 iterations: the energy statistic falls below a quarter of the initial one by iteration 300 and is about
+    # a twentieth of it at 600 (1420 -> 66 for this seed), so the assertions hold with room to spare
     ring = toy.ring()
     ref = ring.sample(2000, torch.Generator().manual_seed(20_000))
     G0, _ = build_mlp_gan(MLPGANConfig(), seed=0)
     before = point_metrics(sample_generator(G0, 2000, torch.Generator().manual_seed(30_000)), ring, ref)
-    run = train_points(ring, GANConfig(steps=1500, batch_size=128), seed=0, progress=False, eval_every=750, out_dir=tmp_path)
+    run = train_points(ring, GANConfig(steps=600, batch_size=128), seed=0, progress=False, eval_every=600, out_dir=tmp_path)
     after = run.history["eval"][-1]
     assert after["energy"] < before["energy"] / 4
     assert after["sliced_ks"] < before["sliced_ks"]

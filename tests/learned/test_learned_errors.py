@@ -19,7 +19,7 @@ from diffcheck.learned import (
     score_error,
     variance_error,
 )
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.process import VP, DiscreteVP, discretize
 from diffcheck.variance import WithVariance, optimal_v
 
@@ -59,7 +59,7 @@ def _linear_error_case(c: float):
     cov_t = a * a * cov + s * s * torch.eye(2, dtype=torch.float64)
     truth = abs(c) * math.sqrt(float(torch.trace(cov_t)) / float(torch.trace(torch.linalg.inv(cov_t))))
     exact = ExactModel(m, vp, "score")
-    model = as_model(lambda x, tt: exact(x, tt) + c * x, "score")
+    model = function_model(lambda x, tt: exact(x, tt) + c * x, "score")
     return m, vp, t, model, truth
 
 
@@ -127,7 +127,7 @@ def _exact_cfg_model(m, process, swap_uncond=False):
             return exact(x, t, m.classes[torch.zeros(x.shape[0], dtype=torch.int64)]) if swap_uncond else exact(x, t)
         return exact(x, t, m.classes[y])
 
-    return as_model(fn, "eps")
+    return function_model(fn, "eps")
 
 
 @pytest.mark.parametrize("w", [0.0, 1.0, 4.0])

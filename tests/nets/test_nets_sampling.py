@@ -6,7 +6,7 @@ import torch
 from diffcheck import nets
 from diffcheck import process as P
 from diffcheck import samplers as S
-from diffcheck.nets.wrap import as_model
+from diffcheck.nets.wrap import wrap_net
 
 MODELS = [n for n in nets.names() if nets.config(n).prediction != "logits"]
 
@@ -29,7 +29,7 @@ def _setup(name):
         process = P.VE(sigma_min=0.001, sigma_max=2.0)
         ladder = P.geometric_sigmas(1.0, 0.01, tiny.num_classes)
         grid = P.sigma_grid(process, ladder[[0, len(ladder) // 2, len(ladder) - 1]])
-    model = as_model(net, process, config=tiny)
+    model = wrap_net(net, process, config=tiny)
     kwargs = {}
     if tiny.label_classes:
         kwargs["y"] = torch.tensor([0, 1])

@@ -23,7 +23,7 @@ from diffcheck.nets.common import GroupNorm, SelfAttention2d, conv3x3, Downsampl
 from diffcheck.nets.unet import UNet, UNetLayout
 from diffcheck.nets.video_mcvd import mcvd_groups
 from diffcheck.nets.video_vdm import TemporalAttention
-from diffcheck.nets.wrap import as_model
+from diffcheck.nets.wrap import wrap_net
 
 REFERENCE = {"mcvd_smmnist": 27_941_765, "ramvid_bair": 235_071_875}
 NAMES = nets.names("video")
@@ -159,7 +159,7 @@ def test_wrapped_as_a_model_of_a_process(name: str) -> None:
     net = tiny(name)
     process = P.VP() if net.config.noise_input == "time_999" else P.DiscreteVP.linear()
     x, _, kwargs = inputs(net.config, 2)
-    model = as_model(net, process)
+    model = wrap_net(net, process)
     with torch.no_grad():
         out = model(x, torch.tensor([0.25, 0.75]), **kwargs)
     assert model.prediction == "eps" and out.shape == x.shape

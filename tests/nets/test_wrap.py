@@ -15,7 +15,7 @@ import toy
 from diffcheck import nets
 from diffcheck import process as P
 from diffcheck.exact import ExactModel
-from diffcheck.nets.wrap import as_classifier, as_model
+from diffcheck.nets.wrap import as_classifier, wrap_net
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +52,7 @@ def fed(config, process, t, **kw) -> Tensor:
     """The noise input a wrapped network receives at times t."""
     spy = Spy(config)
     x = torch.zeros(len(t), *config.data_shape, dtype=torch.float64)
-    as_model(spy, process, **kw)(x, t)
+    wrap_net(spy, process, **kw)(x, t)
     return spy.noise
 
 
@@ -151,7 +151,7 @@ def test_ncsn_sigma_index_nearest_level_or_error():
 def test_sigma_index_networks_receive_integer_indices():
     net = nets.build("ncsn_cifar10", seed=0, **nets.tiny_overrides("ncsn_cifar10")).eval()
     process = P.VE(0.01, 1.0, kernel="official")
-    model = as_model(net, process)
+    model = wrap_net(net, process)
     t = P.sigma_grid(process, P.geometric_sigmas(1.0, 0.01, net.config.num_classes))
     x = torch.rand(len(t), *net.config.data_shape)
     with torch.no_grad():
@@ -209,14 +209,14 @@ def test_sigma_network_in_unit_range_wrapped_on_vp_in_symmetric_range_gives_the_
     cfg = FakeConfig("score", "sigma", data_range=(0.0, 1.0))
     net = SigmaScoreNet(affine(m, 0.5, 0.5), cfg)
     for process in (P.VP(), P.VE(0.01, 50.0), P.CosineVP()):
-        model = as_model(net, process, data_range=(-1.0, 1.0))
+        model = wrap_net(net, process, data_range=(-1.0, 1.0))
         assert model.data_range == (-1.0, 1.0)
         exact = ExactModel(m, process, "score")
         t = torch.rand(64, generator=gen, dtype=torch.float64) * 0.98 + 0.01
         x = process.marginal(m, t).sample(64, gen).reshape(64, 1, 2, 2)
         torch.testing.assert_close(model(x, t), exact(x, t), rtol=1e-10, atol=1e-10)
         # the default keeps the network's own range: then it is the exact score of the [0, 1] mixture
-        own = as_model(net, process)
+        own = wrap_net(net, process)
         x01 = process.marginal(affine(m, 0.5, 0.5), t).sample(64, gen).reshape(64, 1, 2, 2)
         torch.testing.assert_close(own(x01, t), ExactModel(affine(m, 0.5, 0.5), process, "score")(x01, t),
                                    rtol=1e-10, atol=1e-10)
@@ -229,7 +229,7 @@ def test_sigma_index_network_gives_the_exact_score_on_its_ladder(gen):
     net = SigmaScoreNet(affine(m, 0.5, 0.5), cfg, sigmas=ladder)
     # in [−1, 1] units the noise is twice the ladder's: a VE process from 0.02 to 2 walks it
     process = P.VE(0.02, 2.0, kernel="official")
-    model = as_model(net, process, data_range=(-1.0, 1.0))
+    model = wrap_net(net, process, data_range=(-1.0, 1.0))
     t = P.sigma_grid(process, 2 * ladder).repeat(4)
     x = process.marginal(m, t).sample(len(t), gen).reshape(len(t), 1, 2, 2)
     torch.testing.assert_close(model(x, t), ExactModel(m, process, "score")(x, t), rtol=1e-10, atol=1e-10)
@@ -243,7 +243,7 @@ def test_ddpm_network_gives_the_exact_eps_and_an_off_by_one_would_not(gen):
     t = steps.double() / 1000
     x = process.marginal(m, t).sample(len(t), gen).reshape(len(t), 1, 2, 2)
     exact = ExactModel(m, process, "eps")(x, t)
-    torch.testing.assert_close(as_model(net, process)(x, t), exact, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(wrap_net(net, process)(x, t), exact, rtol=1e-10, atol=1e-10)
     # fed the 1-based step t·T instead, the same network is measurably wrong
     wrong = net(x, steps.clamp(max=999).double())
     assert (wrong - exact).abs().max() > 1e-3
@@ -258,8 +258,8 @@ def test_ncsnv2_in_unit_range_equals_the_centered_network_with_the_same_weights(
     t = torch.rand(3, generator=gen, dtype=torch.float64)
     x = torch.randn(3, *unit.config.data_shape, generator=gen, dtype=torch.float64)
     with torch.no_grad():
-        torch.testing.assert_close(as_model(unit, process, data_range=(-1, 1))(x, t),
-                                   as_model(centered, process)(x, t), rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(wrap_net(unit, process, data_range=(-1, 1))(x, t),
+                                   wrap_net(centered, process)(x, t), rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- every named configuration
@@ -287,12 +287,12 @@ def test_every_tiny_named_network_wrapped_predicts_the_input_shape(name, gen):
     with torch.no_grad():
         if cfg.prediction == "logits":
             with pytest.raises(ValueError, match="as_classifier"):
-                as_model(net, process)
+                wrap_net(net, process)
             clf = as_classifier(net, process)
             assert clf(x, t).shape == (3, cfg.num_classes)
             assert clf(x, float(t[1])).shape == (3, cfg.num_classes)
             return
-        model = as_model(net, process)
+        model = wrap_net(net, process)
         assert model.prediction in ("eps", "score") and model.prediction == cfg.prediction
         out_per_sample = model(x, t, **kw)
         out_scalar = model(x, t[1], **kw)
@@ -313,7 +313,7 @@ def test_every_tiny_named_network_wrapped_predicts_the_input_shape(name, gen):
 def test_labels_and_variance_channels_pass_through():
     cfg = FakeConfig("eps", "timestep_1000", learn_sigma=True, label_classes=5)
     spy = Spy(cfg)
-    model = as_model(spy, P.DiscreteVP.linear())
+    model = wrap_net(spy, P.DiscreteVP.linear())
     x = torch.randn(2, 1, 2, 2, dtype=torch.float64)
     y = torch.tensor([3, 1])
     out = model(x, 0.5, y=y)
@@ -325,20 +325,20 @@ def test_labels_and_variance_channels_pass_through():
 def test_wrapping_rejects_bad_input():
     spy = Spy(FakeConfig("eps", "time_999"))
     with pytest.raises(TypeError, match="process"):
-        as_model(spy, "vp")
+        wrap_net(spy, "vp")
     with pytest.raises(TypeError, match="config"):
-        as_model(nn.Linear(2, 2), P.VP())
+        wrap_net(nn.Linear(2, 2), P.VP())
     with pytest.raises(ValueError, match="data_range"):
-        as_model(spy, P.VP(), data_range=(0.0, 1.0))  # a time-conditioned network's range is fixed
+        wrap_net(spy, P.VP(), data_range=(0.0, 1.0))  # a time-conditioned network's range is fixed
     with pytest.raises(ValueError, match="data_range"):
-        as_model(Spy(FakeConfig("score", "sigma")), P.VE(), data_range=(1.0, 0.0))
-    model = as_model(spy, P.VP())
+        wrap_net(Spy(FakeConfig("score", "sigma")), P.VE(), data_range=(1.0, 0.0))
+    model = wrap_net(spy, P.VP())
     x = torch.zeros(2, 1, 2, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         model(x, 1.5)
     with pytest.raises(ValueError, match="shape"):
         model(x, torch.tensor([0.1, 0.2, 0.3]))
-    with pytest.raises(ValueError, match="as_model"):
+    with pytest.raises(ValueError, match="wrap_net"):
         as_classifier(spy, P.VP())
     with pytest.raises(ValueError, match="noise_input"):
-        as_model(Spy(FakeConfig("eps", "log_sigma")), P.VP())
+        wrap_net(Spy(FakeConfig("eps", "log_sigma")), P.VP())

@@ -8,7 +8,7 @@ from scipy import integrate
 
 import toy
 from diffcheck import elbo
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.process import VE, VP, DiscreteVP, SubVP, discretize
 from diffcheck.testing import stats as st
 
@@ -120,7 +120,7 @@ def test_sde_bound_rises_by_the_score_matching_loss(gen):
     # for N(0, I) data under VP, grad log p_t = -x and E|x_t|^2 = D: s = 1.1 grad log p_t costs 1/2 (0.1)^2 D int beta
     m, p = toy.single_gaussian([0.0, 0.0], 1.0), VP()
     exact = elbo.sde_bound(m, p, 4, gen)
-    scaled = as_model(lambda x, t: -1.1 * x, "score")
+    scaled = function_model(lambda x, t: -1.1 * x, "score")
     worse = elbo.sde_bound(m, p, 2000, gen, model=scaled)
     rise = 0.5 * 0.01 * 2 * float(p.integral_beta(1.0))
     assert abs(worse.value - exact.value - rise) <= 4 * worse.se

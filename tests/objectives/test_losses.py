@@ -8,7 +8,7 @@ import torch
 import toy
 from diffcheck import losses, vlb
 from diffcheck.exact import ExactModel
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.process import VE, VP, DiscreteVP, discretize, geometric_sigmas
 from diffcheck.variance import WithVariance
 
@@ -142,7 +142,7 @@ def test_score_sde_loss_draws_times_and_weights(gen):
 
 
 def _linear_score(A):
-    return as_model(lambda x, t: -x @ A.T, "score")
+    return function_model(lambda x, t: -x @ A.T, "score")
 
 
 def test_implicit_score_matching_of_a_linear_score_is_exact(gen):
@@ -157,7 +157,7 @@ def test_implicit_trace_matches_the_jacobian_of_a_nonlinear_score(gen):
     W = torch.randn(3, 3, generator=gen, dtype=torch.float64)
     fn = lambda x: torch.tanh(x @ W) * x
     x0 = torch.randn(6, 3, generator=gen, dtype=torch.float64)
-    got = losses.implicit_score_matching(as_model(lambda x, t: fn(x), "score"), VP(), x0, 0.0)
+    got = losses.implicit_score_matching(function_model(lambda x, t: fn(x), "score"), VP(), x0, 0.0)
     jac = torch.stack([torch.autograd.functional.jacobian(lambda z: fn(z[None])[0], x) for x in x0])
     want = jac.diagonal(dim1=-2, dim2=-1).sum(-1) + 0.5 * fn(x0).pow(2).sum(-1)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
@@ -201,7 +201,7 @@ def test_sliced_averages_to_implicit_over_projections():
 
 def test_score_matching_runs_on_images_and_trains(gen):
     net = torch.nn.Conv2d(1, 1, 3, padding=1, dtype=torch.float64)
-    model = as_model(lambda x, t: net(x), "score")
+    model = function_model(lambda x, t: net(x), "score")
     x0 = torch.randn(4, 1, 3, 3, generator=gen, dtype=torch.float64)
     for loss in (losses.implicit_score_matching(model, VP(), x0, 0.2, gen),
                  losses.sliced_score_matching(model, VP(), x0, 0.2, gen)):

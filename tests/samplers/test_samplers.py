@@ -10,10 +10,12 @@ from hypothesis import strategies as hst
 import toy
 from diffcheck import process as P
 from diffcheck import samplers as S
+from diffcheck.checks import ddim as ddim_checks
+from diffcheck.checks import orders as order_checks
 from diffcheck.checks import samplers as checks
 from diffcheck.exact import ExactModel
 from diffcheck.likelihood import log_likelihood
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.samplers.loop import walk
 from diffcheck.testing.gaussian_law import NotAffineError, affine_law
 from diffcheck.testing.strategies import continuous_processes, grids
@@ -78,7 +80,7 @@ def _wrong_variance_step(model, process, x, t, s, noise, *, last=False, **kw):
 
 def _off_by_one(model, process, x, t, s, noise, *, last=False, **kw):
     # the classic bug: the model evaluated at the next (less noisy) time of the grid
-    return S.ancestral_step(as_model(lambda y, tt: model(y, s), model.prediction), process, x, t, s, noise, last=last)
+    return S.ancestral_step(function_model(lambda y, tt: model(y, s), model.prediction), process, x, t, s, noise, last=last)
 
 
 @pytest.mark.parametrize("step", [_wrong_variance_step, _off_by_one])
@@ -108,7 +110,7 @@ def _heun_wrong_time(model, process, x, t, s, noise=None, *, last=False, **kw):
 
 def test_orders_check_fails_on_a_first_order_method_declared_second_order():
     bad = lambda m, p, x, g, nz: walk(_heun_wrong_time, m, p, x, g, stochastic=False)
-    rec = checks.orders(cases=[("heun_ode", bad, P.VP(), "v", 1.0, 1e-3)])
+    rec = order_checks.orders(cases=[("heun_ode", bad, P.VP(), "v", 1.0, 1e-3)])
     assert not rec.passed
     assert rec.measured["heun_ode"] < 1.5  # first order in the limit, far from the declared 2
 
@@ -167,7 +169,7 @@ def test_eta_one_is_ddpm_on_random_grids(p, g, seed):
 @given(continuous_processes(), grids(min_size=2, max_size=15, lo=0.02, hi=0.99), hst.floats(0.0, 1.0))
 def test_lemma1_on_random_grids(p, g, eta):
     x0 = torch.tensor([[0.3, -0.7]], dtype=torch.float64)
-    oracle = checks._X0Oracle(x0)
+    oracle = ddim_checks._X0Oracle(x0)
     a_T, s_T = float(p.alpha(g[0])), float(p.sigma(g[0]))
     mean, cov = affine_law(lambda x, nz: S.ddim(oracle, p, x, g, eta=eta, generator=nz), a_T * x0[0], s_T**2 * torch.eye(2, dtype=torch.float64))
     a, s = float(p.alpha(g[-1])), float(p.sigma(g[-1]))
@@ -184,8 +186,8 @@ def test_respaced_ancestral_variances_in_unit_interval(T, data):
     grid = P.respaced_grid(p, steps)
     for i in range(len(grid) - 1):
         c = S.coefficients(p, grid[i], grid[i + 1])
-        assert 0.0 < c.trans_var < 1.0
-        assert 0.0 <= c.post_var < 1.0
+        assert 0.0 < c.beta < 1.0
+        assert 0.0 <= c.beta_tilde < 1.0
 
 
 def test_ddim_inversion_round_trip_shrinks():
@@ -246,7 +248,7 @@ def test_invalid_grids_are_rejected(grid, match):
 def test_nonfinite_state_names_the_step():
     p = P.VP()
     exact = ExactModel(GAUSS, p, "eps")
-    broken = as_model(lambda x, t: exact(x, t) * (float("nan") if float(t) < 0.5 else 1.0), "eps")
+    broken = function_model(lambda x, t: exact(x, t) * (float("nan") if float(t) < 0.5 else 1.0), "eps")
     grid = P.uniform_grid(10, 1.0, 0.05)
     with pytest.raises(S.SamplingError, match=r"step 7 of 10 \(t = 0.43"):
         S.ddim(broken, p, torch.zeros(4, 2, dtype=torch.float64), grid)
@@ -260,6 +262,8 @@ def test_other_bad_arguments():
     with pytest.raises(ValueError, match="generator is required"):
         S.ddpm_ancestral(model, p, x, g, generator=None)
     with pytest.raises(ValueError, match="variance must be one of"):
+        S.ddpm_ancestral(model, p, x, g, generator=torch.Generator(), variance="learned_range")
+    with pytest.raises(TypeError, match="variance='learned' needs a learned-variance model"):
         S.ddpm_ancestral(model, p, x, g, generator=torch.Generator(), variance="learned")
     with pytest.raises(ValueError, match="eta must be >= 0"):
         S.ddim(model, p, x, g, eta=-1.0)

@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent('''
     from safetensors.torch import save_file
     from torch import nn
     from diffcheck import process as P
-    from diffcheck.training import TrainConfig, eps_mse, init_distributed, sample_sharded, train
+    from diffcheck.training import TrainConfig, eps_mse_objective, init_distributed, sample_sharded, train
 
     torch.set_num_threads(1)
     out = Path(sys.argv[1])
@@ -57,10 +57,10 @@ SCRIPT = textwrap.dedent('''
     process = P.VP()
     cfg = TrainConfig(steps=5, batch_size=16, chunks=2, lr=1e-2, ema_rate=0.9, checkpoint_every=2, progress=False,
                       data_seed=3)
-    ddp = train(fresh(), eps_mse(process), data, cfg, generator=torch.Generator().manual_seed(7), out_dir=out / "ddp")
+    ddp = train(fresh(), eps_mse_objective(process), data, cfg, generator=torch.Generator().manual_seed(7), out_dir=out / "ddp")
     report = {"rank": w.rank, "size": w.size, "losses": [r["loss"] for r in ddp.records]}
     if w.is_main:
-        single = train(fresh(), eps_mse(process), data, cfg, generator=torch.Generator().manual_seed(7),
+        single = train(fresh(), eps_mse_objective(process), data, cfg, generator=torch.Generator().manual_seed(7),
                        distributed=False)
         save_file(ddp.model.state_dict(), str(out / "ddp_model.safetensors"))
         save_file(single.model.state_dict(), str(out / "single_model.safetensors"))

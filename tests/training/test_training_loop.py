@@ -13,8 +13,8 @@ from torch.utils.data.distributed import DistributedSampler
 
 from diffcheck import nets
 from diffcheck import process as P
-from diffcheck.nets.wrap import as_model
-from diffcheck.training import EMA, CheckpointError, Shards, TrainConfig, eps_mse, latest_checkpoint, load_checkpoint, train
+from diffcheck.nets.wrap import wrap_net
+from diffcheck.training import EMA, CheckpointError, Shards, TrainConfig, eps_mse_objective, latest_checkpoint, load_checkpoint, train
 
 
 class Denoiser(nn.Module):
@@ -66,14 +66,14 @@ def assert_same_weights(a: dict, b: dict) -> None:
 def test_interrupted_and_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tmp_path, chunks):
     process = P.VP()
     cfg = config(chunks=chunks, checkpoint_every=3)
-    whole = train(Denoiser(), eps_mse(process), points(), cfg, generator=torch.Generator().manual_seed(11),
+    whole = train(Denoiser(), eps_mse_objective(process), points(), cfg, generator=torch.Generator().manual_seed(11),
                   out_dir=tmp_path / "whole")
     with pytest.raises(Interrupt):  # dies after step 7; the last checkpoint is step 6
-        train(Denoiser(), eps_mse(process), points(), cfg, generator=torch.Generator().manual_seed(11),
+        train(Denoiser(), eps_mse_objective(process), points(), cfg, generator=torch.Generator().manual_seed(11),
               out_dir=tmp_path / "cut", on_step=stop_at(7))
     assert load_checkpoint(latest_checkpoint(tmp_path / "cut" / "checkpoints")).step == 6
     # a fresh process: other initial weights and another generator seed, all replaced by the checkpoint
-    resumed = train(Denoiser(seed=99), eps_mse(process), points(), cfg, generator=torch.Generator().manual_seed(0),
+    resumed = train(Denoiser(seed=99), eps_mse_objective(process), points(), cfg, generator=torch.Generator().manual_seed(0),
                     out_dir=tmp_path / "cut")
     assert resumed.step == whole.step == 9
     assert [r["step"] for r in resumed.records] == [7, 8, 9]
@@ -85,7 +85,7 @@ def test_interrupted_and_resumed_run_equals_the_uninterrupted_run_bit_for_bit(tm
     assert [r["step"] for r in log] == list(range(1, 10))
     assert [r["loss"] for r in log] == [r["loss"] for r in ref]
     # training again with steps reached does nothing
-    again = train(Denoiser(seed=5), eps_mse(process), points(), cfg, generator=torch.Generator(), out_dir=tmp_path / "cut")
+    again = train(Denoiser(seed=5), eps_mse_objective(process), points(), cfg, generator=torch.Generator(), out_dir=tmp_path / "cut")
     assert again.records == [] and again.step == 9
     assert_same_weights(again.model.state_dict(), whole.model.state_dict())
 
@@ -96,15 +96,15 @@ def test_resume_of_a_tiny_image_network_with_dropout_is_bit_exact(tmp_path):
     process = P.DiscreteVP.linear()
 
     def model():
-        return as_model(nets.build("ddpm_cifar10", seed=0, **overrides), process)
+        return wrap_net(nets.build("ddpm_cifar10", seed=0, **overrides), process)
 
     data = torch.rand(32, 1, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
     cfg = config(steps=4, batch_size=8, checkpoint_every=2)
-    whole = train(model(), eps_mse(process), data, cfg, generator=torch.Generator().manual_seed(3))
+    whole = train(model(), eps_mse_objective(process), data, cfg, generator=torch.Generator().manual_seed(3))
     with pytest.raises(Interrupt):
-        train(model(), eps_mse(process), data, cfg, generator=torch.Generator().manual_seed(3), out_dir=tmp_path,
+        train(model(), eps_mse_objective(process), data, cfg, generator=torch.Generator().manual_seed(3), out_dir=tmp_path,
               on_step=stop_at(3))
-    resumed = train(model(), eps_mse(process), data, cfg, generator=torch.Generator().manual_seed(3), out_dir=tmp_path)
+    resumed = train(model(), eps_mse_objective(process), data, cfg, generator=torch.Generator().manual_seed(3), out_dir=tmp_path)
     assert_same_weights(resumed.model.state_dict(), whole.model.state_dict())
     assert_same_weights(resumed.ema.state_dict(), whole.ema.state_dict())
 
@@ -182,7 +182,7 @@ def test_warmup_schedule_clipping_and_logged_records(tmp_path):
         grads.append(math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters() if p.grad is not None)))
 
     cfg = config(steps=6, warmup_steps=4, lr=1e-3, grad_clip=0.05)
-    result = train(model, eps_mse(P.VP()), points(), cfg, generator=torch.Generator().manual_seed(0), out_dir=tmp_path,
+    result = train(model, eps_mse_objective(P.VP()), points(), cfg, generator=torch.Generator().manual_seed(0), out_dir=tmp_path,
                    on_step=grad_norm_after)
     lrs = [r["lr"] for r in result.records]
     assert lrs == [1e-3 * min(1.0, (s + 1) / 4) for s in range(6)]
@@ -220,7 +220,7 @@ def test_ema_is_the_exponentially_weighted_sum_of_the_iterates():
 
 
 def test_checkpoint_files_load_without_pickle_and_a_code_carrying_state_is_refused(tmp_path):
-    train(Denoiser(), eps_mse(P.VP()), points(), config(steps=2), generator=torch.Generator().manual_seed(0),
+    train(Denoiser(), eps_mse_objective(P.VP()), points(), config(steps=2), generator=torch.Generator().manual_seed(0),
           out_dir=tmp_path)
     path = latest_checkpoint(tmp_path / "checkpoints")
     assert sorted(p.name for p in path.iterdir()) == ["ema.safetensors", "meta.json", "model.safetensors", "state.pt"]
@@ -242,26 +242,26 @@ def test_checkpoint_files_load_without_pickle_and_a_code_carrying_state_is_refus
 
 
 def test_resume_refuses_a_changed_config(tmp_path):
-    train(Denoiser(), eps_mse(P.VP()), points(), config(steps=2), generator=torch.Generator(), out_dir=tmp_path)
+    train(Denoiser(), eps_mse_objective(P.VP()), points(), config(steps=2), generator=torch.Generator(), out_dir=tmp_path)
     with pytest.raises(ValueError, match="lr"):
-        train(Denoiser(), eps_mse(P.VP()), points(), config(steps=4, lr=1.0), generator=torch.Generator(),
+        train(Denoiser(), eps_mse_objective(P.VP()), points(), config(steps=4, lr=1.0), generator=torch.Generator(),
               out_dir=tmp_path)
     # steps may grow
-    assert train(Denoiser(), eps_mse(P.VP()), points(), config(steps=3), generator=torch.Generator(),
+    assert train(Denoiser(), eps_mse_objective(P.VP()), points(), config(steps=3), generator=torch.Generator(),
                  out_dir=tmp_path).step == 3
 
 
 def test_bf16_autocast_on_cpu_trains():
-    result = train(Denoiser(), eps_mse(P.VP()), points(), config(steps=3, precision="bf16"),
+    result = train(Denoiser(), eps_mse_objective(P.VP()), points(), config(steps=3, precision="bf16"),
                    generator=torch.Generator().manual_seed(0))
     assert all(math.isfinite(r["loss"]) for r in result.records)
 
 
 def test_progress_bar_goes_to_stderr_and_can_be_switched_off(capsys):
-    train(Denoiser(), eps_mse(P.VP()), points(), config(steps=2, progress=True), generator=torch.Generator())
+    train(Denoiser(), eps_mse_objective(P.VP()), points(), config(steps=2, progress=True), generator=torch.Generator())
     captured = capsys.readouterr()
     assert "training" in captured.err and captured.out == ""
-    train(Denoiser(), eps_mse(P.VP()), points(), config(steps=2, progress=False), generator=torch.Generator())
+    train(Denoiser(), eps_mse_objective(P.VP()), points(), config(steps=2, progress=False), generator=torch.Generator())
     assert capsys.readouterr().err == ""
 
 
@@ -278,19 +278,19 @@ def test_bad_input_is_named():
         TrainConfig(steps=1.5, batch_size=10)
     g = torch.Generator()
     with pytest.raises(ValueError, match="fewer than one batch"):
-        train(Denoiser(), eps_mse(P.VP()), points(8), config(batch_size=16), generator=g)
+        train(Denoiser(), eps_mse_objective(P.VP()), points(8), config(batch_size=16), generator=g)
     with pytest.raises(ValueError, match="first dimension"):
-        train(Denoiser(), eps_mse(P.VP()), (points(8), torch.arange(7)), config(batch_size=4), generator=g)
+        train(Denoiser(), eps_mse_objective(P.VP()), (points(8), torch.arange(7)), config(batch_size=4), generator=g)
     with pytest.raises(TypeError, match="generator"):
-        train(Denoiser(), eps_mse(P.VP()), points(), config(), generator=0)
+        train(Denoiser(), eps_mse_objective(P.VP()), points(), config(), generator=0)
     with pytest.raises(ValueError, match="scalar"):
         train(Denoiser(), lambda m, b, gen: m(b, 0.5), points(), config(), generator=g)
     with pytest.raises(FloatingPointError, match="step 1"):
         train(Denoiser(), lambda m, b, gen: m(b, 0.5).sum() * math.nan, points(), config(), generator=g)
     with pytest.raises(ValueError, match="fp16"):
-        train(Denoiser(), eps_mse(P.VP()), points(), config(precision="fp16"), generator=g)
+        train(Denoiser(), eps_mse_objective(P.VP()), points(), config(precision="fp16"), generator=g)
     with pytest.raises(ValueError, match="distributed=True"):
-        train(Denoiser(), eps_mse(P.VP()), points(), config(), generator=g, distributed=True)
+        train(Denoiser(), eps_mse_objective(P.VP()), points(), config(), generator=g, distributed=True)
 
 
 @pytest.mark.gpu
@@ -300,11 +300,11 @@ def test_mixed_precision_on_cuda_trains_and_resumes(tmp_path, precision):
     process = P.VP()
     data = points().to(device)
     cfg = config(steps=4, precision=precision, checkpoint_every=2)
-    first = train(Denoiser().to(device), eps_mse(process), data, cfg,
+    first = train(Denoiser().to(device), eps_mse_objective(process), data, cfg,
                   generator=torch.Generator(device=device).manual_seed(0), out_dir=tmp_path)
     assert all(math.isfinite(r["loss"]) for r in first.records)
     state = load_checkpoint(latest_checkpoint(tmp_path / "checkpoints")).state
     assert (precision == "fp16") == bool(state["scaler"])
-    more = train(Denoiser().to(device), eps_mse(process), data, config(steps=6, precision=precision, checkpoint_every=2),
+    more = train(Denoiser().to(device), eps_mse_objective(process), data, config(steps=6, precision=precision, checkpoint_every=2),
                  generator=torch.Generator(device=device), out_dir=tmp_path)
     assert more.step == 6 and [r["step"] for r in more.records] == [5, 6]

@@ -142,7 +142,7 @@ def test_rollout_shapes_and_the_conditioning_it_passes(gen):
 def test_exact_rollout_keeps_the_ar1_autocorrelation():
     """The AR(1) video is Markov, so conditioning each block on the last two frames is exact: the exact model's
     rollout (DDPM, 1000 steps) matches rho^k at lags 1-3 within 4 standard errors."""
-    from diffcheck.checks.video import autocorrelations
+    from diffcheck.checks.video_trained import autocorrelations
 
     gen = torch.Generator().manual_seed(5)
     video = rollout(MCVDExact(WIN, DDPM, BLOCKS), DDPM, BLOCKS, P.ddpm_grid(DDPM), sampler=S.ddpm_ancestral, generator=gen,

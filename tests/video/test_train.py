@@ -6,6 +6,7 @@ import torch
 import toy
 from diffcheck import process as P
 from diffcheck.checks import video as V
+from diffcheck.checks import video_trained as VT
 from diffcheck.video import Blocks, MCVDToyModel, NetSize, RaMViDExact, RaMViDToyModel, ToyVideoNet, bayes_gap, train_mcvd, train_ramvid
 
 DDPM = P.DiscreteVP.linear()
@@ -28,7 +29,7 @@ def test_bayes_gap_is_the_relative_rms_distance(gen):
 
 def test_trainers_return_eval_models_with_the_ema_weights_and_restore_threads(tmp_path):
     threads = torch.get_num_threads()
-    cfg = V.train_config(12)
+    cfg = VT.train_config(12)
     gen = torch.Generator().manual_seed(0)
     m = train_mcvd(V.ar1(5), DDPM, V.BLOCKS, cfg, generator=gen, size=NetSize(16, 1, 1024), threads=1, out_dir=tmp_path / "mcvd")
     assert isinstance(m, MCVDToyModel) and not m.training
@@ -42,7 +43,7 @@ def test_trainers_return_eval_models_with_the_ema_weights_and_restore_threads(tm
 
 
 def test_same_seed_same_model():
-    cfg = V.train_config(5)
+    cfg = VT.train_config(5)
     a = train_mcvd(V.ar1(5), DDPM, V.BLOCKS, cfg, generator=torch.Generator().manual_seed(3), size=NetSize(16, 1, 1024))
     b = train_mcvd(V.ar1(5), DDPM, V.BLOCKS, cfg, generator=torch.Generator().manual_seed(3), size=NetSize(16, 1, 1024))
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
@@ -52,7 +53,7 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="hidden"):
         NetSize(hidden=0)
     with pytest.raises(ValueError, match="whole number"):
-        train_mcvd(toy.ar1_video(4, 2), DDPM, V.BLOCKS, V.train_config(1), generator=torch.Generator())
+        train_mcvd(toy.ar1_video(4, 2), DDPM, V.BLOCKS, VT.train_config(1), generator=torch.Generator())
     with pytest.raises(ValueError, match="embed_dim"):
         ToyVideoNet(4, 4, embed_dim=7)
     net = ToyVideoNet(4, 4, 6, 2, hidden=8)
@@ -65,7 +66,7 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="net must"):
         RaMViDToyModel(net, DDPM, 2, 2)
     with pytest.raises(ValueError, match="threads"):
-        train_mcvd(V.ar1(5), DDPM, V.BLOCKS, V.train_config(1), generator=torch.Generator(), size=NetSize(8, 0, 8), threads=0)
+        train_mcvd(V.ar1(5), DDPM, V.BLOCKS, VT.train_config(1), generator=torch.Generator(), size=NetSize(8, 0, 8), threads=0)
 
 
 # -- long trainings: the gaps shrink, and the samples pass at a larger n ---------------------------------------------
@@ -74,17 +75,17 @@ def test_bad_input_names_the_argument():
 @pytest.mark.slow
 def test_long_mcvd_training_is_closer_to_bayes_optimal_and_its_samples_pass_at_n_2000():
     """8000 steps (batch 1024, lr 2e-3, EMA 0.999): gaps 0.017-0.025 measured; <= 0.04 asserted; rollout variance within 0.05."""
-    model = V.trained_mcvd(steps=8000, lr=2e-3, batch_size=1024, ema_rate=0.999)
-    rec = V.mcvd_trained_predictor(model=model, bound=0.04)
+    model = VT.trained_mcvd(steps=8000, lr=2e-3, batch_size=1024, ema_rate=0.999)
+    rec = VT.mcvd_trained_predictor(model=model, bound=0.04)
     assert rec.passed, str(rec)
-    rec = V.mcvd_trained_samples(model=model, n=2000, steps=1000)
+    rec = VT.mcvd_trained_samples(model=model, n=2000, steps=1000)
     assert rec.passed, str(rec)
-    rec = V.mcvd_rollout(model=model, allowance=0.02, var_allowance=0.05, n=2000, steps=1000)
+    rec = VT.mcvd_rollout(model=model, allowance=0.02, var_allowance=0.05, n=2000, steps=1000)
     assert rec.passed, str(rec)
 
 
 @pytest.mark.slow
 def test_long_ramvid_training_is_closer_to_bayes_optimal():
     """12000 steps (batch 1024, lr 2e-3, EMA 0.999): gaps 0.032-0.049 measured; <= 0.07 asserted (the mask-blind exact denoiser is 0.10-0.14 off)."""
-    rec = V.ramvid_trained_predictor(model=V.trained_ramvid(steps=12000, lr=2e-3, batch_size=1024, ema_rate=0.999), bound=0.07)
+    rec = VT.ramvid_trained_predictor(model=VT.trained_ramvid(steps=12000, lr=2e-3, batch_size=1024, ema_rate=0.999), bound=0.07)
     assert rec.passed, str(rec)

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from diffcheck.checks import gan
+from diffcheck.checks import gan, gan_theory
 from diffcheck.gan.divergence import jsd_gaussian_shift
 from diffcheck.nets.gan import MLPDiscriminator
 
@@ -62,9 +62,9 @@ def test_rd_check_fails_on_the_wrong_closed_form():
 
 def test_theorem1_check_fails_on_a_wrong_divergence():
     # half the KL divergence Delta^2/4 in place of the JSD: continuous too, but not the JSD
-    assert not gan.theorem1(shift_jsd=lambda d: d * d / 4).passed
+    assert not gan_theory.theorem1(shift_jsd=lambda d: d * d / 4).passed
     # the JSD computed with the wrong scale (a unit Gaussian against one sigma too wide)
-    assert not gan.theorem1(shift_jsd=lambda d: jsd_gaussian_shift(d / 1.1)[0]).passed
+    assert not gan_theory.theorem1(shift_jsd=lambda d: jsd_gaussian_shift(d / 1.1)[0]).passed
 
 
 def test_theorem2_check_fails_for_a_leaking_augmentation():
@@ -77,7 +77,7 @@ def test_theorem2_check_fails_for_a_leaking_augmentation():
         s = 0.05 if t == "beyond" else float(noise.scales(t)[1]) + 0.01
         return m.noised(0.0, s)
 
-    rec = gan.theorem2(law_fn=leaking)
+    rec = gan_theory.theorem2(law_fn=leaking)
     assert not rec.passed
     assert all("not above" in f or "not 3 standard errors" in f for f in rec.details["failures"])
 
@@ -85,5 +85,5 @@ def test_theorem2_check_fails_for_a_leaking_augmentation():
 def test_controller_check_fails_with_the_sign_reversed():
     flipped = lambda ctrl, level, rd: min(max(level - math.copysign(ctrl.step, rd - ctrl.target) if rd != ctrl.target else level,
                                               ctrl.t_min), ctrl.t_max)
-    rec = gan.controller(update_fn=flipped)
+    rec = gan_theory.controller(update_fn=flipped)
     assert not rec.passed and any("outside the band" in f for f in rec.details["failures"])

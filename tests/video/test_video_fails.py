@@ -4,6 +4,8 @@ import torch
 
 import toy
 from diffcheck.checks import video as V
+from diffcheck.checks import video_denoisers as VD
+from diffcheck.checks import video_trained as VT
 from diffcheck.video import ExactConditional, MCVDExact, RaMViDExact
 
 
@@ -37,7 +39,7 @@ def test_two_sample_check_fails_on_a_wrong_conditional_model():
         rho = [0.8] if m.num_components == 1 else [0.8, 0.5]
         offsets = m.means[:, :2]
         w = toy.ar1_video(6, 2, rho=rho, offsets=offsets, weights=m.weights)
-        return ExactConditional(w, V._ddpm(), known)
+        return ExactConditional(w, V.ddpm_process(), known)
 
     rec = V.exact_sampler_two_sample(n=500, model=wrong)
     assert not rec.passed
@@ -47,7 +49,7 @@ def test_two_sample_check_fails_on_a_wrong_conditional_model():
 def test_ramvid_check_fails_on_a_denoiser_of_another_mixture():
     m = V.ar1_mixture()
     wrong = toy.ar1_video(6, 2, rho=[0.9, 0.6], offsets=m.means[:, :2], weights=[0.5, 0.5])
-    rec = V.ramvid_exact_denoiser(n=16, denoiser=RaMViDExact(wrong, V._ddpm(), 6))
+    rec = VD.ramvid_exact_denoiser(n=16, denoiser=RaMViDExact(wrong, V.ddpm_process(), 6))
     assert not rec.passed
 
 
@@ -65,32 +67,32 @@ class _IgnoresConditioning:
 
 def test_mcvd_bayes_check_fails_on_a_predictor_that_ignores_the_mask():
     """Its loss exceeds the Bayes risk by E||eps_blind − eps*||² / 2 in every state that keeps a block."""
-    rec = V.mcvd_bayes_optimal(model=_IgnoresConditioning(MCVDExact(V.ar1(5), V._ddpm(), V.BLOCKS)))
+    rec = VD.mcvd_bayes_optimal(model=_IgnoresConditioning(MCVDExact(V.ar1(5), V.ddpm_process(), V.BLOCKS)))
     assert not rec.passed and set(rec.measured["states outside"]) == {"prediction", "interpolation", "future only"}
 
 
 def test_trained_predictor_checks_fail_on_models_that_ignore_the_mask():
-    exact = MCVDExact(V.ar1(5), V._ddpm(), V.BLOCKS)
-    rec = V.mcvd_trained_predictor(model=_IgnoresConditioning(exact))
+    exact = MCVDExact(V.ar1(5), V.ddpm_process(), V.BLOCKS)
+    rec = VT.mcvd_trained_predictor(model=_IgnoresConditioning(exact))
     assert not rec.passed and rec.measured["generation"] < 1e-12 and rec.measured["interpolation"] > 0.3
-    assert V.mcvd_trained_predictor(model=exact).measured["prediction"] < 1e-12
+    assert VT.mcvd_trained_predictor(model=exact).measured["prediction"] < 1e-12
 
-    ram = RaMViDExact(V.ar1(), V._ddpm(), 6)
+    ram = RaMViDExact(V.ar1(), V.ddpm_process(), 6)
     blind = lambda x, t, mask=None: ram(x, t, mask=torch.zeros_like(mask))  # noqa: E731
-    rec = V.ramvid_trained_predictor(model=blind)
+    rec = VT.ramvid_trained_predictor(model=blind)
     assert not rec.passed and rec.measured["unconditional"] < 1e-12 and rec.measured["interpolation (0, 5 given)"] > 0.12
 
 
 def test_sample_check_passes_the_exact_model_and_fails_a_wrong_one():
     """At 250 steps and n = 500 the exact model's discretisation (KL ~0.005 nats) is below the test's resolution."""
-    assert V.mcvd_trained_samples(model=MCVDExact(V.ar1(5), V._ddpm(), V.BLOCKS), n=500, steps=250).passed
-    rec = V.mcvd_trained_samples(model=MCVDExact(toy.ar1_video(5, 2, rho=0.7), V._ddpm(), V.BLOCKS), n=500, steps=250)
+    assert VT.mcvd_trained_samples(model=MCVDExact(V.ar1(5), V.ddpm_process(), V.BLOCKS), n=500, steps=250).passed
+    rec = VT.mcvd_trained_samples(model=MCVDExact(toy.ar1_video(5, 2, rho=0.7), V.ddpm_process(), V.BLOCKS), n=500, steps=250)
     assert not rec.passed
 
 
 def test_rollout_check_passes_the_exact_model_and_fails_one_that_ignores_the_past():
-    exact = MCVDExact(V.ar1(5), V._ddpm(), V.BLOCKS)
-    assert V.mcvd_rollout(model=exact, allowance=0.0, n=500, steps=250).passed
-    rec = V.mcvd_rollout(model=_IgnoresConditioning(exact), n=500, steps=250)
+    exact = MCVDExact(V.ar1(5), V.ddpm_process(), V.BLOCKS)
+    assert VT.mcvd_rollout(model=exact, allowance=0.0, n=500, steps=250).passed
+    rec = VT.mcvd_rollout(model=_IgnoresConditioning(exact), n=500, steps=250)
     assert not rec.passed
     assert any("lag 2" in f for f in rec.details["failures"])

@@ -6,9 +6,10 @@ import torch
 
 from diffcheck import elbo, vlb
 from diffcheck.checks import elbo as elbo_checks
+from diffcheck.checks import elbo_terms
 from diffcheck.checks import objectives
 from diffcheck.importance import LossSecondMomentSampler
-from diffcheck.param import as_model
+from diffcheck.param import function_model
 from diffcheck.process import VP, discretize
 
 
@@ -18,7 +19,7 @@ def _later(exact, shift=None, factor=None):
         t = torch.as_tensor(t, dtype=torch.float64)
         t = t * factor if factor is not None else (t + shift).clamp(max=1.0)
         return exact(x, t)
-    return as_model(fn, exact.prediction)
+    return function_model(fn, exact.prediction)
 
 
 def test_simple_minimizer_fails_on_eps_at_the_wrong_time():
@@ -74,7 +75,7 @@ def test_reverse_variance_fails_on_beta_in_place_of_beta_tilde():
     def wrong(m, sched, step, x):
         return elbo.reverse_covariance(m, sched, step, x) + (sched.beta[step - 1] - sched.beta_tilde[step - 1]) * torch.eye(2, dtype=torch.float64)
 
-    rec = elbo_checks.reverse_variance(cov_fn=wrong)
+    rec = elbo_terms.reverse_variance(cov_fn=wrong)
     assert not rec.passed and any("pointwise identity" in f for f in rec.details["failures"])
 
 
@@ -87,7 +88,7 @@ def test_learned_range_fails_on_interpolating_beta():
         hi, lo = log_beta(sched).exp()[s].reshape(-1, 1), clipped_log_beta_tilde(sched).exp()[s].reshape(-1, 1)
         return torch.log(frac * hi + (1 - frac) * lo)
 
-    assert not elbo_checks.learned_range_check(range_fn=beta_space).passed
+    assert not elbo_terms.learned_range_check(range_fn=beta_space).passed
 
 
 class _BiasedSampler(LossSecondMomentSampler):
@@ -111,13 +112,13 @@ class _MeanSampler(LossSecondMomentSampler):
 
 
 def test_importance_sampling_fails_on_mismatched_weights_or_rule():
-    rec = elbo_checks.importance_sampling(sampler_factory=_BiasedSampler)
+    rec = elbo_terms.importance_sampling(sampler_factory=_BiasedSampler)
     assert not rec.passed and any("importance-sampled estimate" in f for f in rec.details["failures"])
-    rec = elbo_checks.importance_sampling(sampler_factory=_MeanSampler)
+    rec = elbo_terms.importance_sampling(sampler_factory=_MeanSampler)
     assert not rec.passed and any("probabilities" in f for f in rec.details["failures"])
 
 
 def test_discretized_decoder_fails_on_the_tanh_cdf_and_a_wrong_prior_term():
-    assert not elbo_checks.discretized_decoder(cdf="tanh").passed  # floors at 1e-12 break the telescoping sum
+    assert not elbo_terms.discretized_decoder(cdf="tanh").passed  # floors at 1e-12 break the telescoping sum
     wrong = lambda sched, x0: vlb.prior_kl(sched, x0) + 0.5 * x0[0].numel() * float(2 * torch.log(sched.sigma[-1]))
-    assert not elbo_checks.discretized_decoder(prior_fn=wrong).passed
+    assert not elbo_terms.discretized_decoder(prior_fn=wrong).passed
