@@ -185,6 +185,7 @@ def classifier_guided_ancestral(
 
 def tilted_log_density(mixture: GaussianMixture, process: Process, t: Any, x: torch.Tensor, c: int, w: float) -> torch.Tensor:
     """Unnormalised log of p_t(x | c) p_t(c | x)^w = log p_t(x) + (1 + w) log p_t(c | x) + const (Ho & Salimans 2021, Sec. 3.2)."""
+    w = check_float(w, "w")
     law = process.marginal(mixture, t)
     idx = int((mixture.classes == int(c)).nonzero().reshape(-1)[0]) if bool((mixture.classes == int(c)).any()) else None
     if idx is None:

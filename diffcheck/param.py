@@ -101,6 +101,9 @@ def predict(model: Model, process: Process, x: torch.Tensor, t: Any, want: str, 
     if pred not in PREDICTIONS:
         raise TypeError(f"model must have a 'prediction' attribute in {PREDICTIONS}, got {pred!r}")
     out = model(x, t, **kwargs)
+    if not isinstance(out, torch.Tensor) or out.shape != x.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the model's output {shape} must be a tensor of the shape of x {tuple(x.shape)}")
     if pred == want:
         return out
     t = torch.as_tensor(t, dtype=torch.float64) if not isinstance(t, torch.Tensor) else t

@@ -33,9 +33,10 @@ def style() -> None:
 
 
 def save(fig: plt.Figure, path: str | os.PathLike) -> Path:
-    """Save a figure atomically as PNG and close it."""
+    """Save a figure atomically (PDF or SVG when the name says so, PNG otherwise) and close it."""
+    suffix = Path(path).suffix.lower()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", bbox_inches="tight")
+        fig.savefig(tmp, format=suffix[1:] if suffix in (".pdf", ".svg") else "png", bbox_inches="tight")
     plt.close(fig)
     return Path(path)
 

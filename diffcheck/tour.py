@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import platform
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
-from typing import TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 import torch
 
@@ -16,7 +18,7 @@ from . import __version__
 from .checks import Record, plots, select
 from .io import write_json, write_text
 
-__all__ = ["run_checks", "run_tour", "format_table"]
+__all__ = ["run_checks", "run_tour", "format_table", "draw_figures"]
 
 
 def _environment() -> dict:
@@ -29,6 +31,42 @@ def _environment() -> dict:
     }
 
 
+@contextlib.contextmanager
+def _ticking(bar: Any, every: float = 1.0) -> Iterator[None]:
+    """Redraw ``bar`` every ``every`` seconds from a helper thread, so that its elapsed time moves during a long item."""
+    if getattr(bar, "disable", True):
+        yield
+        return
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(every):
+            bar.refresh()
+
+    thread = threading.Thread(target=tick, name="progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def draw_figures(figures: list[tuple[str, Callable[[Path], Any], Path]], progress: bool = True) -> list[str]:
+    """Draw (name, fn, path) figures in turn with a progress bar on stderr (one figure can take minutes)."""
+    from tqdm import tqdm
+
+    made = []
+    bar = tqdm(total=len(figures), desc="figures", unit="figure", file=sys.stderr, disable=not progress, leave=False)
+    with _ticking(bar):
+        for name, fn, path in figures:
+            bar.set_postfix_str(name)
+            made.append(str(fn(path)))
+            bar.update(1)
+    bar.close()
+    return made
+
+
 def run_checks(only: str | None = None, progress: bool = True) -> list[Record]:
     """Run the selected checks; a check that raises becomes a failed record carrying the error."""
     from tqdm import tqdm
@@ -36,7 +74,7 @@ def run_checks(only: str | None = None, progress: bool = True) -> list[Record]:
     checks = select(only)
     records = []
     bar = tqdm(checks, desc="checks", unit="check", file=sys.stderr, disable=not progress, leave=False)
-    for fn in bar:
+    for fn in _ticked(bar):
         bar.set_postfix_str(fn.check_id)
         start = time.perf_counter()
         try:
@@ -47,6 +85,12 @@ def run_checks(only: str | None = None, progress: bool = True) -> list[Record]:
                          {"traceback": traceback.format_exc(limit=4)})
         records.append(rec)
     return records
+
+
+def _ticked(bar: Any) -> Iterator[Any]:
+    """Iterate a tqdm bar while a helper thread redraws it every second."""
+    with _ticking(bar):
+        yield from bar
 
 
 def _cell(v, width: int) -> str:
@@ -90,10 +134,9 @@ def run_tour(
     made = []
     if with_plots:
         chosen = {fn.__module__ for fn in select(only)}
-        for name, fn in plots().items():
-            if only and fn.__module__ not in chosen:  # with --only, the figures of the selected checks' modules
-                continue
-            made.append(str(fn(out / "plots" / name)))
+        # with --only, the figures of the selected checks' modules
+        figures = [(name, fn, out / "plots" / name) for name, fn in plots().items() if not only or fn.__module__ in chosen]
+        made = draw_figures(figures, progress)
     report = {
         "checks": [r.to_dict() for r in records],
         "summary": {"passed": sum(r.passed for r in records), "failed": sum(not r.passed for r in records),

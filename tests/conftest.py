@@ -82,3 +82,18 @@ def pytest_configure(config):
 def gen():
     """A fresh, seeded CPU generator per test."""
     return torch.Generator().manual_seed(1234)
+
+
+def _examples_independent_of_imports() -> None:
+    """Hypothesis mixes literal constants of every loaded local module into its examples, so which examples a test sees
+    would depend on which modules earlier tests imported. Keep its own constant pool only (edge cases that matter are
+    pinned with @example)."""
+    try:
+        from hypothesis.internal.conjecture import providers
+    except ImportError:  # pragma: no cover - another hypothesis layout: nothing to switch off
+        return
+    if hasattr(providers, "_get_local_constants") and hasattr(providers, "_local_constants"):
+        providers._get_local_constants = lambda: providers._local_constants
+
+
+_examples_independent_of_imports()

@@ -46,6 +46,34 @@ def test_assert_order():
     assert_order(steps, [1 / s**2 for s in steps], 1.0, at_least=True)
 
 
+def test_assert_order_with_monte_carlo_errors_allows_their_noise_and_no_more():
+    steps = [64, 128, 256, 512]
+    rel = 0.05
+    x = torch.log(torch.tensor(steps, dtype=torch.float64))
+    se_slope = rel / float(((x - x.mean()) ** 2).sum().sqrt())  # the weighted fit's standard error (delta method)
+    z = 3.090232306167813  # Phi^{-1}(1 - 1e-3)
+
+    def errors(order):
+        return [s**-order for s in steps], [rel * s**-order for s in steps]
+
+    for inside in (2.1 + 0.99 * z * se_slope, 1.9 - 0.99 * z * se_slope):  # within band + z SE: passes
+        e, se = errors(inside)
+        assert_order(steps, e, 2.0, stderr=se, alpha=1e-3)
+    for outside in (2.1 + 1.01 * z * se_slope, 1.9 - 1.01 * z * se_slope):
+        e, se = errors(outside)
+        with pytest.raises(DiffcheckAssertionError, match=r"alpha = 0.001"):
+            assert_order(steps, e, 2.0, stderr=se, alpha=1e-3)
+        with pytest.raises(DiffcheckAssertionError):  # exact errors have no slack at all
+            assert_order(steps, e, 2.0)
+    e, se = errors(1.9 - 1.01 * z * se_slope)  # at_least: one-sided, the same z
+    with pytest.raises(DiffcheckAssertionError, match=">= 1.9"):
+        assert_order(steps, e, 2.0, stderr=se, alpha=1e-3, at_least=True)
+    e, se = errors(5.0)
+    assert_order(steps, e, 2.0, stderr=se, alpha=1e-3, at_least=True)
+    with pytest.raises(ValueError, match="band"):
+        assert_order(steps, e, 2.0, band=-0.1)
+
+
 def test_assertions_reject_bad_input(gen):
     with pytest.raises(TypeError, match="law must be a toy"):
         assert_samples_match(torch.zeros(10, 2), "two_modes")

@@ -143,17 +143,36 @@ def test_beta_tilde_below_transition_variance(p, g):
     assert bool((s.beta_tilde >= 0).all())
 
 
-@given(discrete_processes(), hst.data())
-def test_respacing_preserves_alpha_bar_on_kept_steps(p, data):
-    k = data.draw(hst.integers(1, min(p.T, 50)))
-    steps = sorted(set(data.draw(hst.lists(hst.integers(1, p.T), min_size=k, max_size=k))))
+def _respacing_keeps_alpha_bar(p, steps):
     s = P.discretize(p, torch.tensor([0] + steps, dtype=torch.float64) / p.T)
     ab = p.alphas_cumprod[torch.tensor(steps)]
     assert torch.allclose(s.alpha_bar[1:], ab, rtol=1e-12)
     ratio = s.alpha_bar[1:] / s.alpha_bar[:-1]
     assert bool(((s.beta > 0) & (s.beta <= 1)).all())
-    assert bool((s.beta[ratio > 1e-15] < 1).all())  # beta = 1 - ratio rounds to 1 only below float64's resolution
-    assert torch.allclose(torch.cumprod(1 - s.beta, 0), ab, rtol=1e-10)
+    # beta = 1 - ratio is 1 exactly when the ratio is below float64's resolution (2^-53), and below 1 otherwise
+    assert torch.equal(s.beta == 1, ratio < 2.0**-53)
+    # log alpha_bar is the authority: the kept steps' log(1 - beta) add up to it wherever beta < 1
+    kept = s.beta < 1
+    if bool(kept.all()):
+        assert torch.allclose(torch.cumprod(1 - s.beta, 0), ab, rtol=1e-10)
+    logs = 2.0 * torch.log(s.alpha)
+    assert torch.allclose(torch.log1p(-s.beta[kept]), (logs[1:] - logs[:-1])[kept], rtol=1e-10, atol=1e-12)
+
+
+@given(discrete_processes(), hst.data())
+def test_respacing_preserves_alpha_bar_on_kept_steps(p, data):
+    k = data.draw(hst.integers(1, min(p.T, 50)))
+    steps = sorted(set(data.draw(hst.lists(hst.integers(1, p.T), min_size=k, max_size=k))))
+    _respacing_keeps_alpha_bar(p, steps)
+
+
+def test_respacing_beta_is_one_where_the_kept_ratio_underflows():
+    """T = 54, beta = 0.5: one respaced step from 0 to 54 has alpha_bar ratio 2^-54, so beta = 1 - 2^-54 rounds to 1."""
+    p = P.DiscreteVP(torch.full((54,), 0.5, dtype=torch.float64))
+    s = P.discretize(p, torch.tensor([0.0, 1.0], dtype=torch.float64))
+    assert math.isclose(float(s.alpha_bar[1]), 2.0**-54, rel_tol=1e-12) and float(s.beta[0]) == 1.0
+    _respacing_keeps_alpha_bar(p, [54])
+    _respacing_keeps_alpha_bar(p, [1, 53, 54])
 
 
 @given(processes(), times(0.0, 1.0))

@@ -136,3 +136,41 @@ def test_failed_result_message_says_expected_measured_n_alpha(gen):
     r = st.mean_test(torch.randn(100, 2, generator=gen, dtype=torch.float64) + 1, torch.zeros(2), torch.eye(2), alpha=1e-3)
     msg = str(r)
     assert "FAILED" in msg and "n = 100" in msg and "alpha = 0.001" in msg and "expected" in msg and "measured" in msg
+
+
+def test_weighted_order_fit_with_standard_errors():
+    steps = [64, 128, 256, 512]
+    errors = [3.0 * s**-1.5 for s in steps]
+    # standard errors proportional to the errors weigh every log-error alike: the slope is the ordinary one, and
+    # its standard error is rel / sqrt(sum (log s - mean)^2) (delta method), whatever the residuals
+    fit = st.fit_order(steps, errors, [0.05 * e for e in errors])
+    x = torch.log(torch.tensor(steps, dtype=torch.float64))
+    assert fit.weighted and fit.order == pytest.approx(1.5, abs=1e-12)
+    assert fit.stderr == pytest.approx(0.05 / float(((x - x.mean()) ** 2).sum().sqrt()), rel=1e-12)
+    # a point with a 10x larger standard error pulls the fit 100x less: the slope follows the precise points
+    bent = errors[:3] + [errors[3] * 2.0]
+    loose = st.fit_order(steps, bent, [0.05 * errors[0], 0.05 * errors[1], 0.05 * errors[2], 0.5 * bent[3]])
+    tight = st.fit_order(steps, bent, [0.05 * e for e in bent])
+    assert abs(loose.order - 1.5) < abs(tight.order - 1.5) / 5
+    with pytest.raises(ValueError, match="stderr"):
+        st.fit_order(steps, errors, [0.1, 0.1, 0.0, 0.1])
+    with pytest.raises(ValueError, match="distinct"):
+        st.fit_order([8, 8], [1.0, 2.0])
+
+
+def test_exact_law_test_uses_the_exact_projected_cdfs(gen):
+    from diffcheck.testing.exact_law import _projected_cdf, exact_law_test
+
+    m = toy.anisotropic()
+    w = torch.tensor([0.6, 0.8], dtype=torch.float64)
+    # the CDF of w^T X against an independent computation: the empirical CDF of a million exact draws
+    y = (m.sample(1_000_000, gen) @ w).numpy()
+    grid = torch.linspace(-4, 4, 9, dtype=torch.float64).numpy()
+    emp = (y[None, :] <= grid[:, None]).mean(1)
+    assert abs(_projected_cdf(m, w)(grid) - emp).max() < 5 * 0.5 / 1000  # 5 standard errors of a proportion
+    assert exact_law_test(m.sample(2000, gen), m, alpha=1e-3, features=m.log_prob, generator=gen).passed
+    wide = m.mean() + 1.2 * (m.sample(2000, gen) - m.mean())
+    r = exact_law_test(wide, m, alpha=1e-3, generator=gen)
+    assert not r.passed and r.details["reference_n"] == 0
+    with pytest.raises(ValueError, match="dimension"):
+        exact_law_test(torch.zeros(10, 3), m)

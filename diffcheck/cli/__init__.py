@@ -1,14 +1,20 @@
 """The command line: one module per command, each with ``register(subparsers)`` and a handler.
 
-Bad arguments end with one line on stderr and exit code 2, never a traceback; a sampler's
-numerical failure ends with one line and exit code 1.
+Bad arguments (an output path that cannot be written among them, checked before any work) end with
+one line on stderr and exit code 2, never a traceback; a sampler's numerical failure or a file
+that fails mid-run ends with one line and exit code 1.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from typing import Sequence
+
+# Idle OpenMP threads sleep instead of spinning (set before any command loads torch; a user's value is kept):
+# on a machine shared with other jobs, spinning threads made training 15-30x slower than one thread.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ._common import Parser, UsageError
 from .sample import PROCESSES, SAMPLERS
@@ -54,3 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader went away (e.g. piped into head)
         sys.stderr.close()
         return 0
+    except OSError as err:  # a file that could not be written or read mid-run (disk full, permissions changed)
+        where = f" {err.filename}" if getattr(err, "filename", None) else ""
+        sys.stderr.write(f"diffcheck: failed:{where}: {err.strerror or err}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("diffcheck: interrupted\n")
+        return 130

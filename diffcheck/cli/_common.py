@@ -1,10 +1,13 @@
-"""What every command shares: the one-line usage error, the parser class and argument types."""
+"""What every command shares: the one-line usage error, the parser class, argument types and output checks."""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+from typing import Sequence
 
-__all__ = ["UsageError", "Parser", "positive_int", "times"]
+__all__ = ["UsageError", "Parser", "positive_int", "times", "output_file", "output_dir"]
 
 
 class UsageError(ValueError):
@@ -38,3 +41,23 @@ def times(text: str) -> list[float]:
     if not vals or any(not 0.0 <= v <= 1.0 for v in vals):
         raise argparse.ArgumentTypeError(f"expected comma-separated times in [0, 1], got {text!r}")
     return vals
+
+
+def output_file(path: str | os.PathLike, option: str = "--out", suffixes: Sequence[str] | None = None) -> Path:
+    """Check, before any work, that the file ``path`` can be written (its folder writable, a suffix from ``suffixes``)."""
+    from ..io import writable_file
+
+    try:
+        return writable_file(path, option, suffixes)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def output_dir(path: str | os.PathLike, option: str = "--out") -> Path:
+    """Check, before any work, that the folder ``path`` can be created or written."""
+    from ..io import writable_dir
+
+    try:
+        return writable_dir(path, option)
+    except ValueError as err:
+        raise UsageError(str(err)) from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..bench.gpu_args import DEFAULTS as _GPU_DEFAULTS
 from ..bench.gpu_args import add_arguments as _gpu_arguments
-from ._common import UsageError
+from ._common import UsageError, output_file
 
 __all__ = ["register"]
 
@@ -28,6 +28,8 @@ def run(args) -> int:
         used = [f"--{k.replace('_', '-')}" for k, d in _GPU_DEFAULTS.items() if getattr(args, k, d) != d]
         if used:
             raise UsageError(f"{', '.join(used)} applies to 'bench gpu' only")
+    if args.out:
+        output_file(args.out, suffixes=(".json",))
     if args.which == "scores":
         from ..bench import scores
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import UsageError, times
+from ._common import UsageError, output_file, times
 from .sample import add_common, runner, setup
 
 __all__ = ["register", "PLOTS"]
 
 PLOTS = ("densities", "scores", "samples", "trajectories", "figure")
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def register(sub) -> None:
@@ -21,7 +22,8 @@ def register(sub) -> None:
     plot.add_argument("--times", type=times, default=[0.0, 0.2, 0.5, 0.9], help="times for densities/scores (default 0,0.2,0.5,0.9)")
     plot.add_argument("--name", help="tour figure name for KIND=figure (see --list)")
     plot.add_argument("--list", action="store_true", help="list the tour figures and exit")
-    plot.add_argument("--out", metavar="FILE", help="PNG path (default diffcheck-out/plots/<kind>.png)")
+    plot.add_argument("--out", metavar="FILE", help="PNG, PDF or SVG path (default diffcheck-out/plots/<kind>.png)")
+    plot.add_argument("--quiet", action="store_true", help="no progress bar")
     plot.set_defaults(handler=run)
 
 
@@ -37,15 +39,17 @@ def run(args) -> int:
         name = (args.name or "").removesuffix(".png") + ".png"
         if name not in figures:
             raise UsageError(f"unknown figure {args.name!r}; see 'diffcheck plot figure --list'")
-        out = args.out or f"diffcheck-out/plots/{name}"
-        print(figures[name](Path(out)))
+        out = output_file(args.out or f"diffcheck-out/plots/{name}", suffixes=PLOT_SUFFIXES)
+        from ..tour import draw_figures
+
+        print(draw_figures([(name, figures[name], out)], progress=not args.quiet)[0])
         return 0
     from .. import plots as pl
 
+    out = str(output_file(args.out or f"diffcheck-out/plots/{args.kind}.png", suffixes=PLOT_SUFFIXES))
     mixture, process, model, grid, gen = setup(args)
     if mixture.dim != 2:
         raise UsageError(f"plots draw 2D presets; {args.preset} has dimension {mixture.dim}")
-    out = args.out or f"diffcheck-out/plots/{args.kind}.png"
     if args.kind == "densities":
         path = pl.plot_noised_densities(mixture, process, args.times, out)
     elif args.kind == "scores":

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ._common import UsageError, positive_int
+from ._common import UsageError, output_file, positive_int
 from .convert import add_checkpoint_options
 
 __all__ = ["register", "add_common", "setup", "runner", "PROCESSES", "SAMPLERS"]
+
+SAMPLE_SUFFIXES = (".npy", ".pt", ".csv")
 
 PROCESSES = ("VP", "subVP", "VE", "VE-official", "cosine", "linear-VE", "ddpm-linear", "ddpm-cosine")
 SAMPLERS = ("ddpm", "ddpm-beta", "ddim", "ddim-eta1", "euler-maruyama", "reverse-diffusion", "pc", "pc-batch",
@@ -32,6 +34,7 @@ def register(sub) -> None:
     """Add the ``sample`` command."""
     sample = sub.add_parser("sample", help="run any sampler on the exact model of any preset, or on a checkpoint (--weights)",
                             description="Sample a toy with the exact model and a sampler, compare with the exact law (two-sample test, mode weights) and save the samples (.npy, .pt or .csv). "
+                                        "Exits 0 when the samples are consistent with the exact law, 1 when they are not (or the sampler fails). "
                                         "With --weights, sample a published checkpoint's network on its own process and write an image grid (PNG).")
     add_common(sample)
     sample.add_argument("-n", type=positive_int, default=2000, help="number of samples (default 2000; 16 with --weights)")
@@ -60,7 +63,7 @@ def make_grid(process, steps: int):
         if steps > process.T:
             raise UsageError(f"--steps must be at most the table's T = {process.T}, got {steps}")
         return P.iddpm_grid(process, [steps])
-    return P.uniform_grid(steps, 1.0, max(process.t_eps, 1e-3))
+    return P.uniform_grid(steps, getattr(process, "t_max", 1.0), max(process.t_eps, 1e-3))
 
 
 def runner(name: str) -> Callable:
@@ -109,7 +112,7 @@ def save_samples(x, path: str) -> None:
     from ..io import atomic_path
 
     suffix = Path(path).suffix.lower()
-    if suffix not in (".npy", ".pt", ".csv"):
+    if suffix not in SAMPLE_SUFFIXES:
         raise UsageError(f"--out must end in .npy, .pt or .csv, got {path!r}")
     with atomic_path(path) as tmp:
         if suffix == ".npy":
@@ -135,6 +138,9 @@ def run(args) -> int:
             setattr(args, key, value)
     from ..testing import stats as st
 
+    if args.out:
+        output_file(args.out, suffixes=SAMPLE_SUFFIXES)  # before the work: a bad --out fails at once
+
     mixture, process, model, grid, gen = setup(args)
     x_T = model.law(grid[0]).sample(args.n, gen)
     x = runner(args.sampler)(model, process, x_T, grid, gen, progress=args.progress) if args.sampler != "adaptive-ode" \
@@ -142,10 +148,11 @@ def run(args) -> int:
     law = model.law(grid[-1])
     two = st.two_sample_test(x, law.sample(args.n, gen), alpha=1e-3, generator=gen, features=law.log_prob)
     modes = st.mode_weights_test(x, mixture, alpha=1e-3, generator=gen, reference=law.to_mixture())
+    ok = two.passed and modes.passed
     print(f"{args.sampler} on {args.preset} ({args.process}, {len(grid) - 1} steps, n={args.n}): "
           f"two-sample p = {two.p_value:.3g}, mode weights p = {modes.p_value:.3g} -> "
-          f"{'consistent with the exact law' if two.passed and modes.passed else 'NOT the exact law'} at alpha = 1e-3")
+          f"{'consistent with the exact law' if ok else 'NOT the exact law'} at alpha = 1e-3")
     if args.out:
         save_samples(x.detach().cpu(), args.out)
         print(f"samples: {args.out}")
-    return 0
+    return 0 if ok else 1

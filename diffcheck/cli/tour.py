@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import UsageError
+from ._common import UsageError, output_dir
 
 __all__ = ["register"]
 
@@ -32,5 +32,6 @@ def run(args) -> int:
         for c in chosen:
             print(f"{c.check_id:32} {c.claim} ({c.source})")
         return 0
+    output_dir(args.out)  # before the checks run: a bad --out fails at once
     report = run_tour(args.only, args.out, with_plots=not args.no_plots, progress=not (args.quiet or args.json), as_json=args.json)
     return 0 if report["summary"]["failed"] == 0 else 1

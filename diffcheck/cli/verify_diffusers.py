@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import UsageError
+from ._common import UsageError, output_file
 
 __all__ = ["register"]
 
@@ -18,10 +18,12 @@ def register(sub) -> None:
 
 def run(args) -> int:
     """Run the report and print it."""
+    out = args.out or "diffcheck-out/diffusers_report.json"
+    output_file(out, suffixes=(".json",))  # before the work (minutes): a bad --out fails at once
     try:
         from ..adapters import format_report, verify_diffusers
     except ImportError as err:
         raise UsageError(f"{err} (install it with: pip install 'diffcheck[diffusers]')") from None
-    report = verify_diffusers(out=args.out or "diffcheck-out/diffusers_report.json", quick=args.quick)
+    report = verify_diffusers(out=out, quick=args.quick)
     print(format_report(report))
     return 0

@@ -30,7 +30,9 @@ def load_image_folder(root: str | os.PathLike, *, channels: int = 3, size: int |
     """Every PNG/JPEG under ``root/<class>/`` as (N, channels, H, W) in [−1, 1], read with Pillow.
 
     ``channels`` 3 (RGB) or 1 (grayscale); ``size`` resizes every image (bicubic) to (H, W), otherwise all images
-    must already share one size. Files are taken in sorted order within each class.
+    must already share one size. Files are taken in sorted order within each class; files with other suffixes are
+    skipped. A truncated, corrupt or oversized (decompression bomb) image raises ValueError naming the file; PNG
+    checks its data, JPEG has no checksum, so a JPEG with flipped bytes can decode to other pixels unnoticed.
     """
     root = Path(root)
     if not root.is_dir():
@@ -52,8 +54,11 @@ def load_image_folder(root: str | os.PathLike, *, channels: int = 3, size: int |
                     if hw is not None:
                         img = img.resize((hw[1], hw[0]), Image.Resampling.BICUBIC)
                     arr = np.asarray(img, dtype=np.uint8)
-            except OSError as err:
-                raise ValueError(f"{path} is not a readable image: {err}") from None
+            except MemoryError:
+                raise
+            except Exception as err:  # Pillow's plugins raise OSError, SyntaxError, DecompressionBombError, ...
+                raise ValueError(f"{path} is not a readable image (truncated, corrupt or too large?): "
+                                 f"{type(err).__name__}: {err}") from None
             arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
             if first is None:
                 first = (path, arr.shape)

@@ -33,15 +33,21 @@ def save_checkpoint(path: str | os.PathLike, tensors: dict[str, torch.Tensor], m
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, meta) from a file written by ``save_checkpoint``."""
+    """(tensors, meta) from a file written by ``save_checkpoint``; a truncated or garbage file raises ValueError naming it."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"path {str(path)!r} is not a checkpoint file")
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads((f.metadata() or {}).get(_META_KEY, "{}"))
-    return load_file(str(path)), meta
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = json.loads((f.metadata() or {}).get(_META_KEY, "{}"))
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ValueError(f"{path} is not a readable checkpoint (truncated or corrupt safetensors file?): {err}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: its metadata is a {type(meta).__name__}, not an object")
+    return tensors, meta
 
 
 def flatten_optimizer(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -3,7 +3,8 @@
     python -m diffcheck.learned --out learned-table
     python -m diffcheck.learned --out quick --presets two_modes ring --objectives ddpm vp --steps 2000
 
-Writes ``table.json`` and ``table.md`` to ``--out`` (atomically, after every recipe) and prints the table.
+Writes ``table.json`` and ``table.md`` to ``--out`` (atomically, after every recipe) and prints the table; each
+training checkpoints under ``--out/runs/``, so running the same command again resumes where it stopped.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Sequence
 
 import toy
 
+from ..io import writable_dir
 from .objectives import ContinuousVE, ContinuousVP, DDPMSimple, Hybrid, NCSNLadder
 from .report import TABLE_PRESETS, error_table, markdown_table, table_recipes
 
@@ -22,7 +24,8 @@ OBJECTIVES = {"ncsn": NCSNLadder, "ddpm": DDPMSimple, "hybrid": Hybrid, "vp": Co
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m diffcheck.learned", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=None, help="folder for table.json and table.md")
+    parser.add_argument("--out", default=None, help="folder for table.json, table.md and the trainings' checkpoints "
+                                                     "(a second run with the same --out resumes)")
     parser.add_argument("--presets", nargs="+", default=list(TABLE_PRESETS), choices=sorted(toy.PRESETS))
     parser.add_argument("--objectives", nargs="+", default=list(OBJECTIVES), choices=list(OBJECTIVES))
     parser.add_argument("--steps", type=int, default=4000)
@@ -37,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 0:
         parser.error("--steps must be >= 0")
+    if args.out is not None:
+        writable_dir(args.out, "--out")  # before any work: an unwritable --out fails at once
     recipes = table_recipes(args.presets, [OBJECTIVES[o]() for o in args.objectives], steps=args.steps,
                             hidden=args.hidden, blocks=args.blocks, seed=args.seed, batch_size=args.batch_size, lr=args.lr)
     reports = error_table(recipes, progress=not args.no_progress, out_dir=args.out, n=args.n, n_samples=args.samples)
@@ -45,4 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, OSError) as err:
+        sys.exit(f"python -m diffcheck.learned: error: {err}")

@@ -133,16 +133,19 @@ def markdown_table(reports: Sequence[ScoreReport]) -> str:
 def error_table(recipes: Sequence[Recipe], *, progress: bool = True, out_dir: str | Path | None = None,
                 n: int = 20000, n_samples: int = 2000, alpha: float = 0.01) -> list[ScoreReport]:
     """Train and measure every recipe (a bar over recipes, and each training's own bar, on stderr); with ``out_dir``
-    write ``table.json`` and ``table.md`` there after every recipe (atomically)."""
+    write ``table.json`` and ``table.md`` there after every recipe (atomically), and checkpoint each training under
+    ``out_dir/runs/`` so that a second call resumes."""
     recipes = list(recipes)
     if not all(isinstance(r, Recipe) for r in recipes):
         raise TypeError("recipes must be Recipe instances")
     out = None if out_dir is None else Path(out_dir)
     reports: list[ScoreReport] = []
     bar = tqdm(recipes, desc="recipes", file=sys.stderr, disable=not progress)
-    for recipe in bar:
+    for i, recipe in enumerate(bar):
         bar.set_postfix_str(f"{recipe.preset}/{recipe.objective.name}")
-        trained = train_toy(recipe, progress=progress)
+        # with out_dir each training checkpoints into its own folder, so that a second call resumes
+        run_dir = None if out is None else out / "runs" / f"{i:02d}-{recipe.preset}-{recipe.objective.name}"
+        trained = train_toy(recipe, progress=progress, out_dir=run_dir)
         reports.append(score_report(trained, n=n, n_samples=n_samples, alpha=alpha))
         if out is not None:
             write_json(out / "table.json", {"recipes": [r.to_json() for r in recipes[: len(reports)]],

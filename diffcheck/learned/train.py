@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -199,19 +200,55 @@ def _build(make: Callable[[], nn.Module], seed: int) -> nn.Module:
         return make()
 
 
+CHECKPOINT_EVERY = 500
+"""Steps between checkpoints of a training with ``out_dir`` (a second call resumes from the last one)."""
+
+
+def _check_same_recipe(out: Path, recipe: Any) -> None:
+    """Refuse to resume ``out`` with another recipe (only ``steps`` may change: a run may be extended)."""
+    path = out / "recipe.json"
+    if not path.is_file():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not a recipe: {err}") from None
+    now = recipe.to_json()
+    diffs = sorted(k for k in set(saved) | set(now) if k != "steps" and saved.get(k) != now.get(k))
+    if diffs:
+        raise ValueError(f"out_dir {out} holds a run of another recipe ({', '.join(f'{k}: {saved.get(k)!r} there, {now.get(k)!r} now' for k in diffs)}); "
+                         "use another out_dir")
+
+
+def _logged_losses(out: Path, steps: int) -> list[float] | None:
+    """Every step's loss from the loop's log (which a resumed run completes), or None when steps are missing."""
+    records = {}
+    for line in (out / "log.jsonl").read_text().splitlines() if (out / "log.jsonl").is_file() else []:
+        try:
+            r = json.loads(line)
+            records[int(r["step"])] = float(r["loss"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return [records[s] for s in range(1, steps + 1)] if all(s in records for s in range(1, steps + 1)) else None
+
+
 def _fit(recipe: Any, mixture: GaussianMixture, process: Process, model: nn.Module, loss_fn: Callable, data: Any,
          std: float, progress: bool, out_dir: str | Path | None) -> Trained:
     initial = copy.deepcopy(model).eval()
     out = None if out_dir is None else Path(out_dir)
+    config = recipe.train_config(progress)
     if out is not None:
+        _check_same_recipe(out, recipe)
         write_json(out / "recipe.json", recipe.to_json())
+        config = dataclasses.replace(config, checkpoint_every=CHECKPOINT_EVERY)
     start = time.perf_counter()
-    result = train(model, loss_fn, data, recipe.train_config(progress), generator=torch.Generator().manual_seed(recipe.seed),
-                   out_dir=out)
+    result = train(model, loss_fn, data, config, generator=torch.Generator().manual_seed(recipe.seed), out_dir=out)
     seconds = time.perf_counter() - start
     ema = result.ema.copy_to(copy.deepcopy(model)).eval()
     model.eval()
     losses = [r["loss"] for r in result.records]
+    if out is not None:  # a resumed run: the losses of every step, from the log
+        losses = _logged_losses(out, result.step) or losses
     return Trained(recipe, mixture, process, ema, model, initial, losses, seconds, std, out)
 
 

@@ -52,34 +52,42 @@ class Process:
                 raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.6g}, {hi:.6g}]")
         return t
 
+    @staticmethod
+    def _in_float64(fn: Callable[[torch.Tensor], torch.Tensor], t: torch.Tensor) -> torch.Tensor:
+        """``fn`` evaluated in float64 and returned in t's dtype: a float32 t rounds, e.g., CosineVP's angle at t = 1 past
+        pi/2, where cos turns negative; the float64 formula then rounds once, at the end."""
+        if t.dtype == torch.float64 or t.device.type == "mps":  # MPS has no float64
+            return fn(t)
+        return fn(t.to(torch.float64)).to(t.dtype)
+
     # -- coefficients -------------------------------------------------------------------
     def alpha(self, t: Any) -> torch.Tensor:
         """Signal scale alpha(t)."""
-        return self._log_alpha(self._time(t)).exp()
+        return self._in_float64(lambda u: self._log_alpha(u).exp(), self._time(t))
 
     def sigma(self, t: Any) -> torch.Tensor:
         """Noise scale sigma(t)."""
-        return self._log_sigma(self._time(t)).exp()
+        return self._in_float64(lambda u: self._log_sigma(u).exp(), self._time(t))
 
     def log_alpha(self, t: Any) -> torch.Tensor:
         """log alpha(t)."""
-        return self._log_alpha(self._time(t))
+        return self._in_float64(self._log_alpha, self._time(t))
 
     def log_sigma(self, t: Any) -> torch.Tensor:
         """log sigma(t) (-inf where sigma = 0)."""
-        return self._log_sigma(self._time(t))
+        return self._in_float64(self._log_sigma, self._time(t))
 
     def log_snr(self, t: Any) -> torch.Tensor:
         """lambda(t) = log(alpha^2 / sigma^2), strictly decreasing in t."""
-        return self._log_snr(self._time(t))
+        return self._in_float64(self._log_snr, self._time(t))
 
     def f(self, t: Any) -> torch.Tensor:
         """Drift coefficient f(t) = d log alpha / dt of the forward SDE dx = f x dt + g dW."""
-        return self._f(self._time(t))
+        return self._in_float64(self._f, self._time(t))
 
     def g2(self, t: Any) -> torch.Tensor:
         """Squared diffusion g(t)^2 = d sigma^2/dt - 2 f sigma^2."""
-        return self._g2(self._time(t))
+        return self._in_float64(self._g2, self._time(t))
 
     def g(self, t: Any) -> torch.Tensor:
         """Diffusion coefficient g(t)."""

@@ -121,21 +121,22 @@ class VE(Process):
 
     def noise_level(self, t) -> torch.Tensor:
         """sigma(t) = sigma_min (sigma_max / sigma_min)^t, the SMLD noise scale at time t."""
-        return self.sigma_min * torch.exp(self._time(t) * self._log_ratio)
+        return torch.exp(math.log(self.sigma_min) + self._time(t) * self._log_ratio)
 
+    # in log space throughout: sigma_min^2 underflows and (sigma_max / sigma_min)^(2t) overflows for sigma_min = 1e-300
     def _log_alpha(self, t):
         return 0.0 * t  # keeps t in the autograd graph
 
     def _log_sigma(self, t):
-        if self.kernel == "exact":
-            return math.log(self.sigma_min) + 0.5 * torch.log(torch.expm1(2.0 * self._log_ratio * t))
+        if self.kernel == "exact":  # log(sigma_min^2 expm1(2 L t)) / 2 = log sigma_min + L t + log(-expm1(-2 L t)) / 2
+            return math.log(self.sigma_min) + self._log_ratio * t + 0.5 * torch.log(-torch.expm1(-2.0 * self._log_ratio * t))
         return math.log(self.sigma_min) + self._log_ratio * t
 
     def _f(self, t):
         return 0.0 * t
 
     def _g2(self, t):
-        return 2.0 * self._log_ratio * self.sigma_min**2 * torch.exp(2.0 * self._log_ratio * t)
+        return 2.0 * self._log_ratio * torch.exp(2.0 * (math.log(self.sigma_min) + self._log_ratio * t))
 
     def _t_of_log_snr(self, lam):
         if self.kernel == "exact":
@@ -186,6 +187,11 @@ class CosineVP(Process):
     def __init__(self, s: float = 0.008) -> None:
         self.s = check_float(s, "s", low=0.0, low_open=True)
         self._u0 = self.s / (1.0 + self.s) * math.pi / 2.0
+        # The schedule is singular at t = 1 (alpha(1) = 0, g^2 = pi/(1+s) tan(u) -> inf). t_max is where the step of a
+        # T = 1000 table reaches Nichol & Dhariwal 2021's clip beta = 0.999 (Sec. 3.2): g^2(t_max) / 1000 = -log(0.001),
+        # i.e. tan(u) = 1000 (1 + s) log(1000) / pi. Sampler grids start there (the CLI's do).
+        tan_u = 1000.0 * (1.0 + self.s) * math.log(1000.0) / math.pi
+        self.t_max = (math.pi / 2.0 - math.atan(1.0 / tan_u)) * 2.0 * (1.0 + self.s) / math.pi - self.s
 
     def __repr__(self) -> str:
         return f"CosineVP(s={self.s:g})"

@@ -63,7 +63,11 @@ def cosine_betas(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> to
 
 
 class DiscreteVP(Process):
-    """The process of a DDPM beta table: alpha(i/T)^2 = prod_{j<=i}(1 - beta_j), log alpha^2 linear in between."""
+    """The process of a DDPM beta table: alpha(i/T)^2 = prod_{j<=i}(1 - beta_j), log alpha^2 linear in between.
+
+    The table's betas lie in (0, 1); a respaced step's beta (``Schedule.beta``) lies in (0, 1] and is exactly 1
+    where the kept alpha_bar ratio underflows float64's resolution. log alpha_bar is stored and is the authority.
+    """
 
     t_eps = 0.0
     prior_std = 1.0
@@ -178,7 +182,12 @@ class Schedule:
 
     @property
     def beta(self) -> torch.Tensor:
-        """beta_i = 1 - alpha_bar_i / alpha_bar_{i-1}, recomputed from the kept times (N,)."""
+        """beta_i = 1 - alpha_bar_i / alpha_bar_{i-1}, recomputed from the kept times (N,), in (0, 1].
+
+        beta_i is exactly 1 where the kept ratio alpha_bar_i / alpha_bar_{i-1} is below float64's resolution (2^-53,
+        e.g. one respaced step over 54 steps of beta = 0.5): x_i is then drawn independently of x_{i-1}, which is
+        what such a ratio means. ``alpha`` (log alpha_bar) stays the authority; cumprod(1 - beta) is 0 there.
+        """
         return -torch.expm1(2.0 * (torch.log(self.alpha[1:]) - torch.log(self.alpha[:-1])))
 
     @property

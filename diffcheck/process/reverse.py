@@ -88,7 +88,8 @@ class ReverseSDE:
             sigma = _value(self.process.sigma(t) if sigma is None else sigma)
             if (sigma <= 0.0) if isinstance(sigma, float) else bool((sigma <= 0).any()):
                 raise ValueError("the reverse drift of an eps-model is undefined where sigma(t) = 0; stop the grid above 0")
-            return _times(f, x) * x + _times(w / sigma, x) * self.model(x, t, **model_kwargs)
+            eps = param.predict(self.model, self.process, x, t, "eps", **model_kwargs)  # no conversion: the shape checked
+            return _times(f, x) * x + _times(w / sigma, x) * eps
         score = param.predict(self.model, self.process, x, t, "score", **model_kwargs)
         return _times(f, x) * x - _times(w, x) * score
 

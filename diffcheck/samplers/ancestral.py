@@ -53,6 +53,7 @@ def ancestral_moments(
     (Nichol & Dhariwal 2021, Eq. 15), with the beta and beta_tilde of this step t -> s. A step into sigma_s = 0
     has variance 0: Ho et al. 2020, Algorithm 2 draws no noise at its last step.
     """
+    check_choice(variance, "variance", VARIANCES)
     c = coef or coefficients(process, t, s)
     beta, beta_tilde = c.beta, c.beta_tilde
     want = "eps" if clip_x0 is None else "x0"

@@ -20,7 +20,8 @@ from toy.validate import check_choice
 from ..process.base import Process
 from ..process.grids import check_grid
 
-__all__ = ["SamplerInfo", "sampler", "info", "Noise", "make_noise", "PerSampleNoise", "StepChecker", "SamplingError", "Result"]
+__all__ = ["SamplerInfo", "sampler", "info", "Noise", "make_noise", "PerSampleNoise", "StepChecker", "SamplingError", "Result",
+           "MAX_AMPLIFICATION", "check_explicit_step"]
 
 Noise = Callable[[torch.Tensor], torch.Tensor]
 
@@ -109,7 +110,7 @@ def make_noise(generator: Any) -> Noise:
 
 
 class SamplingError(FloatingPointError):
-    """A sampler state became non-finite; the message names the step."""
+    """A sampler state became non-finite, or a step would blow up (``check_explicit_step``); the message names the step."""
 
 
 class StepChecker:
@@ -150,3 +151,25 @@ class Result:
     def replace(self, **kw: Any) -> "Result":
         """A copy with some fields replaced."""
         return dataclasses.replace(self, **kw)
+
+
+# An explicit step that multiplies the stiffest mode by more than this is a blow-up, not an approximation.
+MAX_AMPLIFICATION = 100.0
+
+
+def check_explicit_step(name: str, t: float, s: float, f: float, g2: float, sigma: float, weight: float) -> None:
+    """Refuse an explicit (Euler-type) step t -> s of the reverse dynamics that is far outside its stability region.
+
+    Near a point mass (and wherever the prior dominates) the reverse drift f x - c g^2 score, score ~ -x / sigma^2, is
+    linear with rate f + c g^2 / sigma^2 (Song et al. 2021, Eq. 6, c = 1; Eq. 13, c = 1/2): an explicit step of
+    length h multiplies that mode by 1 - h (f + c g^2 / sigma^2). Beyond ``MAX_AMPLIFICATION`` the step cannot
+    approximate the flow (e.g. CosineVP at t = 1, where g^2 is infinite): ``SamplingError`` names the step.
+    """
+    if not sigma > 0.0:
+        return
+    h = t - s
+    gain = abs(1.0 - h * (f + weight * g2 / (sigma * sigma)))
+    if not gain <= MAX_AMPLIFICATION:
+        raise SamplingError(f"{name}: the explicit step t = {t:.6g} -> {s:.6g} multiplies the stiff part of the reverse "
+                            f"drift by {gain:.3g} (g^2 = {g2:.3g}, sigma = {sigma:.3g}); unstable: start the grid at a "
+                            f"smaller time or take smaller steps there")

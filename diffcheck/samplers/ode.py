@@ -16,7 +16,7 @@ from toy.validate import check_choice, check_float
 
 from ..param import Model
 from ..process.base import Process
-from .base import Result, SamplingError, StepChecker, sampler
+from .base import Result, SamplingError, StepChecker, check_explicit_step, sampler
 from .loop import Coefficients, Counted, coefficients, walk
 
 __all__ = ["probability_flow", "euler_step", "heun_step", "euler_ode", "heun_ode", "adaptive_ode"]
@@ -35,6 +35,7 @@ def euler_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor,
                last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """x_s = x_t + (s - t) v(x_t, t), v the probability-flow velocity (Song et al. 2021, Eq. 13)."""
     c = coef or coefficients(process, t, s)
+    check_explicit_step("euler_step", c.t, c.s, c.f_t, c.g2_t, c.sigma_t, 0.5)
     flow = process.reverse(model, probability_flow=True)
     x = x + (c.s - c.t) * flow.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
     return x, x
@@ -45,6 +46,7 @@ def heun_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, 
     """Heun's (explicit trapezoidal) step on the probability flow (Karras et al. 2022, Algorithm 1, lines 5-8); an Euler
     step where the velocity at s is undefined (sigma(s) = 0)."""
     c = coef or coefficients(process, t, s)
+    check_explicit_step("heun_step", c.t, c.s, c.f_t, c.g2_t, c.sigma_t, 0.5)
     flow = process.reverse(model, probability_flow=True)
     h = c.s - c.t
     d_cur = flow.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)

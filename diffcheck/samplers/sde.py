@@ -11,10 +11,13 @@ from toy.validate import check_choice, check_float, check_int
 
 from ..param import Model, predict
 from ..process.base import Process
-from .base import sampler
+from .base import check_explicit_step, sampler
 from .loop import Coefficients, coefficients, walk
 
+NORMS = ("sigma", "per_sample", "batch")  # the Langevin corrector's step rules (langevin_corrector_step)
+
 __all__ = [
+    "NORMS",
     "euler_maruyama_step",
     "reverse_diffusion_step",
     "langevin_corrector_step",
@@ -28,6 +31,7 @@ def euler_maruyama_step(model: Model, process: Process, x: torch.Tensor, t: torc
                         last: bool = False, coef: Coefficients | None = None, **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """x_s = x_t - b(x_t, t) (t - s) + g(t) sqrt(t - s) z, with b the reverse SDE's drift (Song et al. 2021, Eq. 6)."""
     c = coef or coefficients(process, t, s)
+    check_explicit_step("euler_maruyama", c.t, c.s, c.f_t, c.g2_t, c.sigma_t, 1.0)
     h = c.t - c.s
     sde = process.reverse(model)
     mean = x - h * sde.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
@@ -48,17 +52,26 @@ def reverse_diffusion_step(model: Model, process: Process, x: torch.Tensor, t: t
 
 
 def langevin_corrector_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise, *,
-                            snr: float = 0.16, norm: str = "per_sample", coef: Coefficients | None = None,
+                            snr: float = 0.16, norm: str = "sigma", coef: Coefficients | None = None,
                             **kw: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """One Langevin corrector step at time t with step 2 a_i (snr |z| / |score|)^2 (Song et al. 2021, Algorithm 4-5).
 
-    a_i = alpha_t^2 / alpha_s^2 (1 - beta_i for VP, 1 for VE). ``norm="per_sample"`` uses
-    each sample's own norms; ``"batch"`` averages the norms over the batch as the official
-    code does, which makes every sample depend on the others.
+    a_i = alpha_t^2 / alpha_s^2 (1 - beta_i for VP, 1 for VE). The norms' ratio |z| / |score|
+    is, by ``norm``: ``"sigma"`` (default) sigma_t, the ratio of the expected norms
+    sqrt(d) / sqrt(d / sigma_t^2) when the noise dominates (exact in expectation for the score of
+    N(0, sigma_t^2 I)), the same for every sample and state; ``"per_sample"`` each sample's own
+    norms, as Algorithm 4 is written (the step grows without bound where |score| vanishes, at the
+    modes and saddles of p_t, and throws samples far out in low dimension); ``"batch"`` the norms
+    averaged over the batch as the official code does, which makes every sample depend on the others.
     """
     c = coef or coefficients(process, t, s)
+    check_choice(norm, "norm", NORMS)
     score = predict(model, process, x, t, "score", **kw)
     z = noise(x)
+    if norm == "sigma":
+        step = 2.0 * c.alpha_ratio**2 * (snr * c.sigma_t) ** 2
+        mean = x + step * score
+        return mean + math.sqrt(2.0 * step) * z, mean
     gn = score.reshape(x.shape[0], -1).norm(dim=-1)
     zn = z.reshape(x.shape[0], -1).norm(dim=-1)
     if norm == "batch":
@@ -89,7 +102,7 @@ def reverse_diffusion(model: Model, process: Process, x: torch.Tensor, grid: Any
 
 
 def _pc_step(model, process, x, t, s, noise, *, last=False, predictor=None, corrector=None, n_corrector=1, snr=0.16,
-             norm="per_sample", predictor_options=None, coef=None, **kw):
+             norm="sigma", predictor_options=None, coef=None, **kw):
     mean = x
     if corrector is not None:
         for _ in range(n_corrector):
@@ -111,7 +124,7 @@ def predictor_corrector(
     corrector: Callable | None = langevin_corrector_step,
     n_corrector: int = 1,
     snr: float = 0.16,
-    norm: str = "per_sample",
+    norm: str = "sigma",
     denoise: bool = True,
     predictor_options: dict | None = None,
     check_finite: bool = True,
@@ -124,11 +137,13 @@ def predictor_corrector(
     ``predictor`` is a step function (``reverse_diffusion_step``, ``euler_maruyama_step``,
     ``ancestral_step``, ...) or None for corrector only; ``corrector`` is
     ``langevin_corrector_step`` or None. ``snr`` is the signal-to-noise ratio r (0.16 for
-    CIFAR-10 VE); ``norm`` "per_sample" (default) or "batch" (the official code's coupling).
+    CIFAR-10 VE); ``norm`` is the corrector's step rule (``langevin_corrector_step``): "sigma"
+    (default: batch-independent and bounded), "per_sample" (Algorithm 4 as written) or "batch"
+    (the official code's coupling).
     """
     n_corrector = check_int(n_corrector, "n_corrector", minimum=0)
     snr = check_float(snr, "snr", low=0.0, low_open=True)
-    check_choice(norm, "norm", ("per_sample", "batch"))
+    check_choice(norm, "norm", NORMS)
     if predictor is None and (corrector is None or n_corrector == 0):
         raise ValueError("predictor_corrector needs a predictor, a corrector, or both")
     for name, fn in (("predictor", predictor), ("corrector", corrector)):

@@ -12,6 +12,7 @@ from typing import Any
 _EXPORTS = {
     "TestResult": "stats",
     "two_sample_test": "stats",
+    "exact_law_test": "exact_law",
     "mean_test": "stats",
     "covariance_test": "stats",
     "zero_mean_test": "stats",
@@ -27,6 +28,8 @@ _EXPORTS = {
     "assert_mode_weights": "assertions",
     "assert_order": "assertions",
     "assert_gaussian_kl": "assertions",
+    "rejection_rate": "calibration",
+    "RejectionRate": "calibration",
     "affine_law": "gaussian_law",
     "NotAffineError": "gaussian_law",
     "law_resolution": "resolution",
@@ -42,6 +45,6 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    if name in ("stats", "strategies", "assertions", "gaussian_law", "resolution", "plugin"):
+    if name in ("stats", "strategies", "assertions", "gaussian_law", "resolution", "plugin", "calibration", "exact_law"):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

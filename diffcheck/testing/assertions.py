@@ -14,6 +14,7 @@ from toy.mixture import GaussianMixture, NoisedMixture
 from toy.validate import check_float
 
 from . import stats as st
+from .exact_law import exact_law_test
 
 __all__ = ["DiffcheckAssertionError", "assert_samples_match", "assert_moments", "assert_mode_weights", "assert_order", "assert_gaussian_kl"]
 
@@ -45,30 +46,29 @@ def _raise(what: str, results: Sequence[st.TestResult]) -> None:
         raise DiffcheckAssertionError(f"{what} failed:\n{lines}", results)
 
 
-def _reference(law, n: int, generator: torch.Generator | None) -> torch.Tensor:
-    gen = generator if generator is not None else torch.Generator().manual_seed(20240601)
-    if isinstance(law, NoisedMixture) and (law.alpha.ndim or law.sigma.ndim):
-        raise ValueError("the law must have a single (alpha, sigma), not per-sample values")
-    return law.sample(n, gen)
-
-
 def assert_samples_match(samples: torch.Tensor, law: Any, *, alpha: float = 1e-3, reference_n: int | None = None,
                          generator: torch.Generator | None = None, modes: bool = True) -> list[st.TestResult]:
-    """Assert that ``samples`` follow the exact ``law``: a sliced two-sample test (with the exact log-density as a slice) and, with ``modes``, mode weights.
+    """Assert that ``samples`` follow the exact ``law``: a sliced KS test against the exact law (with the exact
+    log-density as a slice) and, with ``modes``, mode weights.
 
-    The false-alarm rate of the whole assertion is ``alpha`` (split between the tests).
+    The projections are tested against their exact CDFs, the log-density slice against ``reference_n`` exact
+    draws (default 50 000) and the mode weights against at least 200 000. The false-alarm rate of the whole
+    assertion is at most ``alpha`` (split between the tests), whatever the seed of ``generator``.
     """
     alpha = check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
     law = _law(law)
     x = _flat(samples)
     if x.shape[1] != law.dim:
         raise ValueError(f"samples have {x.shape[1]} values per sample, the law has dimension {law.dim}")
-    ref = _reference(law, reference_n or x.shape[0], generator)
+    if isinstance(law, NoisedMixture) and (law.alpha.ndim or law.sigma.ndim):
+        raise ValueError("the law must have a single (alpha, sigma), not per-sample values")
+    gen = generator if generator is not None else torch.Generator().manual_seed(20240601)
+    mix = law.to_mixture() if isinstance(law, NoisedMixture) else law
     each = alpha / (2 if modes else 1)
-    results = [st.two_sample_test(x, ref, alpha=each, generator=generator, features=law.log_prob)]
+    ref_n = 50_000 if reference_n is None else reference_n
+    results = [exact_law_test(x, mix, alpha=each, generator=gen, features=law.log_prob, reference_n=ref_n)]
     if modes:
-        mix = law.to_mixture() if isinstance(law, NoisedMixture) else law
-        results.append(st.mode_weights_test(x, mix, alpha=each, generator=generator))
+        results.append(st.mode_weights_test(x, mix, alpha=each, generator=gen, reference_n=max(ref_n, 200_000)))
     _raise(f"samples do not match the exact law (n={x.shape[0]}, alpha={alpha:g})", results)
     return results
 
@@ -85,22 +85,38 @@ def assert_moments(samples: torch.Tensor, law: Any, *, alpha: float = 1e-3) -> l
 
 
 def assert_mode_weights(samples: torch.Tensor, mixture: GaussianMixture, *, alpha: float = 1e-3,
-                        generator: torch.Generator | None = None) -> st.TestResult:
-    """Assert that the share of samples nearest each component matches exact samples' shares."""
-    res = st.mode_weights_test(_flat(samples), mixture, alpha=alpha, generator=generator)
+                        generator: torch.Generator | None = None, reference_n: int = 200_000) -> st.TestResult:
+    """Assert that the share of samples nearest each component matches the shares of ``reference_n`` exact draws."""
+    res = st.mode_weights_test(_flat(samples), mixture, alpha=alpha, generator=generator, reference_n=reference_n)
     _raise("mode weights do not match", [res])
     return res
 
 
 def assert_order(steps: Sequence[float], errors: Sequence[float], order: float, *, band: float = 0.1,
-                 at_least: bool = False) -> st.OrderFit:
-    """Assert that errors fall with steps at ``order`` (log-log slope within ``band``; or at least order - band)."""
-    fit = st.fit_order(steps, errors)
-    ok = fit.order >= order - band if at_least else abs(fit.order - order) <= band
+                 at_least: bool = False, stderr: Sequence[float] | None = None, alpha: float = 1e-3) -> st.OrderFit:
+    """Assert that errors fall with steps at ``order``: the log-log slope within ``band`` (or at least order - band).
+
+    Exact errors (``stderr`` None): the fitted order must lie in the band. Errors estimated by Monte
+    Carlo: pass their standard errors as ``stderr``; the hypothesis "the order lies in the band" is then
+    tested at false-alarm rate ``alpha``: rejected when the weighted fit's order lies outside the band by
+    more than z * (its standard error), z = Phi^{-1}(1 - alpha) on the violated side (Phi^{-1}(1 - alpha/2)
+    when ``band`` is 0). Its size is ``alpha`` at the band's edge and less inside it.
+    """
+    band = check_float(band, "band", low=0.0)
+    order = check_float(order, "order")
+    fit = st.fit_order(steps, errors, stderr)
+    if stderr is None:
+        slack, how = 0.0, "fitted"
+    else:
+        alpha = check_float(alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
+        slack = fit.stderr * st.normal_quantile(1.0 - (alpha / 2 if band == 0 and not at_least else alpha))
+        how = f"weighted fit, standard error {fit.stderr:.3g}, allowed slack {slack:.3g} at alpha = {alpha:g}"
+    low_ok = fit.order >= order - band - slack
+    ok = low_ok if at_least else low_ok and fit.order <= order + band + slack
     if not ok:
         bound = f">= {order - band:g}" if at_least else f"{order:g} +- {band:g}"
         raise DiffcheckAssertionError(
-            f"convergence order: expected {bound}, measured {fit.order:.3f} (log-log slope over steps {list(steps)}, "
+            f"convergence order: expected {bound}, measured {fit.order:.3f} ({how}; log-log slope over steps {list(steps)}, "
             f"errors {[f'{e:.3g}' for e in errors]}, fit R^2 = {fit.r2:.4f})")
     return fit
 

@@ -322,12 +322,13 @@ def mode_weights_test(
 
 @dataclass
 class OrderFit:
-    """Least-squares slope of log error against log steps."""
+    """Least-squares slope of log error against log steps (weighted by the errors' standard errors when given)."""
 
     slope: float
     intercept: float
     stderr: float
     r2: float
+    weighted: bool = False
 
     @property
     def order(self) -> float:
@@ -335,13 +336,33 @@ class OrderFit:
         return -self.slope
 
 
-def fit_order(steps: Sequence[float], errors: Sequence[float]) -> OrderFit:
-    """Fit log(error) = intercept + slope log(steps) (scipy.stats.linregress)."""
+def fit_order(steps: Sequence[float], errors: Sequence[float], stderr: Sequence[float] | None = None) -> OrderFit:
+    """Fit log(error) = intercept + slope log(steps).
+
+    Without ``stderr``: ordinary least squares (scipy.stats.linregress), its ``stderr`` from the residuals.
+    With ``stderr`` (the standard errors of Monte Carlo error estimates): weighted least squares with the
+    variance of log(error_i) taken as (stderr_i / error_i)^2 (delta method), and the slope's standard error
+    propagated from those variances, so that it is valid with as few as two steps.
+    """
     s = np.asarray(steps, dtype=np.float64)
     e = np.asarray(errors, dtype=np.float64)
-    if s.shape != e.shape or s.size < 2:
+    if s.shape != e.shape or s.ndim != 1 or s.size < 2:
         raise ValueError("steps and errors must be equal-length sequences of at least 2 values")
-    if (s <= 0).any() or (e <= 0).any() or not np.isfinite(e).all():
+    if not np.isfinite(s).all() or (s <= 0).any() or (e <= 0).any() or not np.isfinite(e).all():
         raise ValueError("steps and errors must be positive and finite")
-    r = stats.linregress(np.log(s), np.log(e))
-    return OrderFit(float(r.slope), float(r.intercept), float(r.stderr), float(r.rvalue**2))
+    if len(set(s.tolist())) < 2:
+        raise ValueError("steps must hold at least 2 distinct values")
+    if stderr is None:
+        r = stats.linregress(np.log(s), np.log(e))
+        return OrderFit(float(r.slope), float(r.intercept), float(r.stderr), float(r.rvalue**2))
+    se = np.asarray(stderr, dtype=np.float64)
+    if se.shape != e.shape or not np.isfinite(se).all() or (se <= 0).any():
+        raise ValueError("stderr must hold one positive, finite standard error per error")
+    x, y, w = np.log(s), np.log(e), (e / se) ** 2
+    xm, ym = np.sum(w * x) / w.sum(), np.sum(w * y) / w.sum()
+    sxx = np.sum(w * (x - xm) ** 2)
+    slope = float(np.sum(w * (x - xm) * (y - ym)) / sxx)
+    resid = y - ym - slope * (x - xm)
+    syy = np.sum(w * (y - ym) ** 2)
+    r2 = float(1.0 - np.sum(w * resid**2) / syy) if syy > 0 else 1.0
+    return OrderFit(slope, float(ym - slope * xm), float(np.sqrt(1.0 / sxx)), r2, weighted=True)

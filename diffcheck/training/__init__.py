@@ -6,7 +6,7 @@ Under ``torchrun --nproc_per_node N`` call :func:`init_distributed` first; the s
 DistributedDataParallel and :func:`sample_sharded` shares sampling out by seed.
 """
 
-from .checkpoint import Checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import Shards, World, device_for, init_distributed, sample_sharded, world
 from .ema import EMA
@@ -15,7 +15,7 @@ from .objective import eps_mse_objective
 
 __all__ = [
     "TrainConfig", "train", "TrainResult", "LossFn", "EMA",
-    "Checkpoint", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
+    "Checkpoint", "CheckpointError", "save_checkpoint", "load_checkpoint", "latest_checkpoint",
     "World", "world", "init_distributed", "device_for", "Shards", "sample_sharded",
     "eps_mse_objective",
 ]

@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..io import write_text
-from .checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import clean_leftovers, latest_checkpoint, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .distributed import Shards, World, world
 from .ema import EMA
@@ -160,6 +160,8 @@ def train(
     out = None if out_dir is None else Path(out_dir)
     ckpt_root = None if out is None else out / "checkpoints"
     log_path = None if out is None else out / "log.jsonl"
+    if ckpt_root is not None and w.is_main:
+        clean_leftovers(ckpt_root)  # what a run killed while saving left behind
     if ckpt_root is not None and resume:
         found = latest_checkpoint(ckpt_root)
         if found is not None:
@@ -167,14 +169,18 @@ def train(
             diffs = config.differences(ckpt.meta.get("config", {}))
             if diffs:
                 raise ValueError(f"cannot resume from {found}: the config differs ({'; '.join(diffs)})")
-            model.load_state_dict(ckpt.model)
-            ema.load_state_dict(ckpt.ema)
-            optimizer.load_state_dict(ckpt.state["optimizer"])
-            if scaler is not None and ckpt.state.get("scaler"):
-                scaler.load_state_dict(ckpt.state["scaler"])
-            generator.set_state(ckpt.state["generator"])
+            try:
+                model.load_state_dict(ckpt.model)
+                ema.load_state_dict(ckpt.ema)
+                optimizer.load_state_dict(ckpt.state["optimizer"])
+                if scaler is not None and ckpt.state.get("scaler"):
+                    scaler.load_state_dict(ckpt.state["scaler"])
+                generator.set_state(ckpt.state["generator"])
+                epoch, batch = int(ckpt.meta["data"]["epoch"]), int(ckpt.meta["data"]["batch"])
+            except (RuntimeError, KeyError, TypeError, ValueError) as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise ValueError(f"cannot resume from {found}: it does not fit this model and optimizer ({first})") from None
             step = ckpt.step
-            epoch, batch = int(ckpt.meta["data"]["epoch"]), int(ckpt.meta["data"]["batch"])
     if w.is_main and log_path is not None:
         out.mkdir(parents=True, exist_ok=True)  # type: ignore[union-attr]
         _truncate_log(log_path, step)
