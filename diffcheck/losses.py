@@ -65,6 +65,8 @@ def _data(x0: Any) -> torch.Tensor:
         raise TypeError("x0 must be a floating tensor of shape (B, ...)")
     if x0.ndim < 2:
         raise ValueError(f"x0 must have a batch dimension, shape (B, ...), got {tuple(x0.shape)}")
+    if x0.device.type == "cpu" and not bool(torch.isfinite(x0).all()):  # values on an accelerator are not read: that would synchronise
+        raise ValueError("x0 contains NaN or inf")
     return x0
 
 
