@@ -266,6 +266,8 @@ def iddpm_steps(T: int, section_counts: Sequence[int] | str) -> torch.Tensor:
             section_counts = [int(v) for v in section_counts.split(",")]
         except ValueError:
             raise ValueError(f"section_counts must be numbers separated by commas or 'ddimN', got {section_counts!r}") from None
+    if not isinstance(section_counts, (list, tuple, torch.Tensor, np.ndarray, range)):
+        raise TypeError(f"section_counts must be a list of step counts or a string such as '250' or 'ddim50', got {section_counts!r}")
     counts = [check_int(c, "section_counts", minimum=1) for c in section_counts]
     if not counts:
         raise ValueError("section_counts must not be empty")

@@ -28,15 +28,16 @@ def poked() -> st.SearchStrategy:
 
 
 def scalar(low: float | None = None, high: float | None = None, *, include_low: bool = False,
-           include_high: bool = False, types: bool = True) -> st.SearchStrategy:
-    """Numbers outside [low, high] (a bound itself when it is excluded), non-finite numbers and non-numbers."""
+           include_high: bool = False, types: bool = True, none: bool = True) -> st.SearchStrategy:
+    """Numbers outside [low, high] (a bound itself when it is excluded), non-finite numbers and non-numbers
+    (``none``: None among them, for an argument whose default is not None)."""
     parts = [NONFINITE]
     if low is not None:
         parts.append(st.floats(max_value=low, allow_nan=False, allow_infinity=False, exclude_max=not include_low))
     if high is not None:
         parts.append(st.floats(min_value=high, allow_nan=False, allow_infinity=False, exclude_min=not include_high))
     if types:
-        parts.append(st.sampled_from(["0.5", None, [0.1, 0.2]]))
+        parts.append(st.sampled_from(["0.5", b"1", None] if none else ["0.5", b"1"]))
     return st.one_of(*parts)
 
 

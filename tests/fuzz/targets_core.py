@@ -121,7 +121,7 @@ def core_targets() -> list[Target]:
             Bad("t_end", scalar(0.0, 1.0, include_high=True), what="reversed or outside [0, 1]"))),
         Target("ddpm_grid", P.ddpm_grid, lambda: {"process": _DVP}, (Bad("process", st.sampled_from([P.VP(), "ddpm", None]), what="type"),)),
         Target("respaced_grid", P.respaced_grid, lambda: {"process": _DVP, "steps": [0, 10, 49]}, (
-            Bad("steps", st.one_of(st.sampled_from([[], [0, 50], [-1, 3], [3.5], "ab", [[1, 2]]]), st.lists(st.integers(50, 10**6), min_size=1, max_size=3)),
+            Bad("steps", st.one_of(st.sampled_from([[], [0, 50], [-1, 3], [3.5], "ab", [[1, 2]]]), st.lists(st.integers(51, 10**6), min_size=1, max_size=3)),
                 what="steps outside the table"),)),
         Target("ddim_grid", P.ddim_grid, lambda: {"process": _DVP, "S": 5, "kind": "uniform"}, (
             Bad("S", integer(1, 50), what="integer"), Bad("kind", choice(), what="choice"),

@@ -143,7 +143,7 @@ _MODEL_BAD = (Bad("model", wrong_shape_models(), names=("model", "shape"), what=
 _X0 = st.one_of(poked(), tensors_of_wrong_dtype(), st.sampled_from([Mut(lambda x: x[:, 0], "no batch dimension")]))
 _T = st.one_of(scalar(0.0, 1.0), st.builds(lambda v: torch.tensor([0.5, 0.5, v, 0.5], dtype=F64), st.floats(1.0, 10.0, exclude_min=True)),
                st.sampled_from([Mut(lambda t: t[:2], "one time per two samples")]))
-_STEP = st.one_of(integer(1, 20), st.sampled_from([torch.tensor([1, 2, 30, 4]), torch.tensor([1, 2])]))
+_STEP = st.one_of(integer(1, 20).filter(lambda v: v is not None), st.sampled_from([torch.tensor([1, 2, 30, 4]), torch.tensor([1, 2])]))
 
 
 def _learned_variance():
@@ -172,7 +172,7 @@ def loss_targets() -> list[Target]:
         Target("losses.denoising_score_matching", losses.denoising_score_matching, lambda: {**base(), "weight": "sigma2"}, (
             x0_bad, Bad("t", _T, what="time outside [0, 1]"), Bad("weight", choice(), what="choice")) + _MODEL_BAD),
         Target("losses.score_sde_loss", losses.score_sde_loss, lambda: {**base(), "weighting": "sigma2", "t_eps": 1e-3, "t": None}, (
-            x0_bad, Bad("weighting", choice(), what="choice"), Bad("t_eps", scalar(0.0, 1.0, include_high=True), what="scalar")) + _MODEL_BAD),
+            x0_bad, Bad("weighting", choice(), what="choice"), Bad("t_eps", scalar(0.0, 1.0, include_high=True, none=False), what="scalar")) + _MODEL_BAD),
         Target("losses.sliced_score_matching", losses.sliced_score_matching, lambda: {**base(), "projections": 2, "distribution": "gaussian"}, (
             x0_bad, Bad("projections", integer(1), what="integer"), Bad("distribution", choice(), what="choice")) + _MODEL_BAD),
         Target("losses.ncsn_loss", losses.ncsn_loss, lambda: {"model": ExactModel(M, VE, "score"), "process": VE, "x0": _x(),
@@ -268,7 +268,7 @@ def _garbage_file(data: bytes, suffix: str) -> Path:
 def training_targets() -> list[Target]:
     files = ("model.safetensors", "ema.safetensors", "state.pt", "meta.json")
     broken = st.builds(_broken_checkpoint, st.sampled_from(files), st.sampled_from(["truncated", "garbage"]),
-                       st.integers(0, 10**6), st.binary(max_size=64))
+                       st.integers(0, 10**6), st.one_of(st.binary(max_size=64), st.binary(max_size=16).map(lambda b: b"\x80" + b)))
     return [
         Target("TrainConfig", TrainConfig, lambda: {"steps": 10, "batch_size": 4},
                tuple(Bad(a, s, what="config field") for a, s in _CONFIG.items())),
@@ -276,7 +276,8 @@ def training_targets() -> list[Target]:
             Bad("path", broken, names=("fuzzcase",), what="truncated or garbage checkpoint file"),
             Bad("path", st.sampled_from([Path("/nonexistent/fuzzcase")]), names=("fuzzcase",), errors=(FileNotFoundError,), what="missing"))),
         Target("nets.checkpoints.load", _load_net, lambda: {"name": None, "path": _garbage_file(b"", ".safetensors")}, (
-            Bad("path", st.builds(_garbage_file, st.binary(max_size=64), st.sampled_from([".safetensors", ".pt", ".ckpt", ".pth", ""])),
+            Bad("path", st.builds(_garbage_file, st.one_of(st.binary(max_size=64), st.binary(max_size=16).map(lambda b: b"\x80" + b)),
+                                  st.sampled_from([".safetensors", ".pt", ".ckpt", ".pth", ""])),
                 names=("fuzzcase",), errors=(FileNotFoundError,), what="truncated or garbage checkpoint file"),
             Bad("name", st.one_of(choice().filter(lambda v: v is not None), st.sampled_from(["ddpm_cifar10x", 3])), what="choice"))),
     ]
