@@ -60,7 +60,8 @@ _CHOICE_WORDS = {"eps", "x0", "v", "score", "half", "full", "uniform", "quadrati
                  "sigma2", "g2", "RK45", "adam", "adamw", "sgd", "fp32", "bf16", "fp16", "per_sample", "batch", "posterior",
                  "likelihood", "none", "linear", "cosine", "ddpm", "ncsn", "ncsnv2", "ncsnpp", "adm", "exact_kernel", "sphere",
                  "RK23", "DOP853", "Radau", "BDF", "LSODA", "fixed", "range", "sigma", "prior", "simple", "hybrid", "float",
-                 "edm", "ve", "vp", "subvp", "data", "x_start", "epsilon", "v_prediction", "sample"}
+                 "edm", "ve", "vp", "subvp", "data", "x_start", "epsilon", "v_prediction", "sample", "official", "tanh",
+                 "hutchinson", "marginal", "ode", "sde", "chain", "mcmc", "pair"}
 
 
 def tensors_of_wrong_dtype() -> st.SearchStrategy:
