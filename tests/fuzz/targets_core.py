@@ -142,7 +142,7 @@ def core_targets() -> list[Target]:
         Target("geometric_sigmas", P.geometric_sigmas, lambda: {"sigma_max": 50.0, "sigma_min": 0.01, "L": 10}, (
             Bad("sigma_max", scalar(0.0, include_low=True), what="scalar"),
             Bad("sigma_min", scalar(0.0, 50.0, include_low=True, include_high=True), what="reversed or non-finite range"),
-            Bad("L", integer(2), what="integer"))),
+            Bad("L", integer(1), what="integer"))),  # one level (sigma_max alone) is a valid ladder
         Target("ExactModel", ExactModel, lambda: {"mixture": toy.two_modes(), "process": P.VP(), "prediction": "eps"}, (
             Bad("mixture", st.sampled_from([None, "two_modes", torch.zeros(2)]), what="type"),
             Bad("process", st.sampled_from([None, "VP", toy.two_modes()]), what="type"),
