@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from toy.mixture import GaussianMixture
-from toy.validate import check_choice, check_int
+from toy.validate import as_float_tensor, check_choice, check_float, check_int, check_positive
 
 from .param import predict
 from .process.base import Process
@@ -251,6 +251,8 @@ def entropy_grid(mixture: GaussianMixture, *, points_per_std: float = 6.0, width
     """
     if not isinstance(mixture, GaussianMixture):
         raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
+    points_per_std = check_float(points_per_std, "points_per_std", low=0.0, low_open=True)
+    width = check_float(width, "width", low=0.0, low_open=True)
     d = mixture.dim
     if d > 2:
         raise ValueError(f"entropy_grid needs a mixture of dimension 1 or 2, got {d}; use entropy_mc")
@@ -312,6 +314,7 @@ def sde_bound(
         raise TypeError(f"process must be a Process, got {type(process).__name__}")
     n = check_int(n, "n", minimum=2)
     nodes = check_int(nodes, "nodes", minimum=1)
+    levels = check_positive(as_float_tensor(levels, "levels", ndim=1), "levels").tolist()
     d = mixture.dim
     if float(process.sigma(0.0)) != 0.0:
         raise ValueError("process must start at the data (sigma(0) = 0) for a bound on -log p_0")

@@ -56,6 +56,7 @@ class ExactModel:
         return flat
 
     def _time(self, t: Any, x: torch.Tensor) -> torch.Tensor:
+        self._flat(x)
         t = torch.as_tensor(t, dtype=torch.float64 if not isinstance(t, torch.Tensor) else None)
         if t.ndim > 1 or (t.ndim == 1 and t.shape[0] != x.shape[0]):
             raise ValueError(f"t must be a scalar or have shape ({x.shape[0]},), got {tuple(t.shape)}")

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from toy.mixture import GaussianMixture
-from toy.validate import check_float
+from toy.validate import check_float, check_int
 
 from .param import Model, predict
 from .process.base import Process
@@ -91,6 +91,8 @@ class ClassifierGuided:
     prediction = "eps"
 
     def __init__(self, model: Model, classifier: Any, process: Process, scale: float = 1.0, *, conditional: bool = False) -> None:
+        if not callable(classifier):
+            raise TypeError(f"classifier must be callable as classifier(x, t) -> log-probabilities, got {type(classifier).__name__}")
         self.model = model
         self.classifier = classifier
         self.process = process
@@ -185,7 +187,8 @@ def classifier_guided_ancestral(
 
 def tilted_log_density(mixture: GaussianMixture, process: Process, t: Any, x: torch.Tensor, c: int, w: float) -> torch.Tensor:
     """Unnormalised log of p_t(x | c) p_t(c | x)^w = log p_t(x) + (1 + w) log p_t(c | x) + const (Ho & Salimans 2021, Sec. 3.2)."""
-    w = check_float(w, "w")
+    c = check_int(c, "c")
+    w = check_float(w, "w", low=-1.0)
     law = process.marginal(mixture, t)
     idx = int((mixture.classes == int(c)).nonzero().reshape(-1)[0]) if bool((mixture.classes == int(c)).any()) else None
     if idx is None:

@@ -65,6 +65,8 @@ def _data(x0: Any) -> torch.Tensor:
         raise TypeError("x0 must be a floating tensor of shape (B, ...)")
     if x0.ndim < 2:
         raise ValueError(f"x0 must have a batch dimension, shape (B, ...), got {tuple(x0.shape)}")
+    if x0.device.type == "cpu" and not bool(torch.isfinite(x0).all()):  # values on an accelerator are not read: that would synchronise
+        raise ValueError("x0 contains NaN or inf")
     return x0
 
 
@@ -210,7 +212,7 @@ def score_sde_loss(
     weighting = check_choice(weighting, "weighting", ("sigma2", "likelihood"))
     x0 = _data(x0)
     if t is None:
-        lo = process.t_eps if t_eps is None else check_float(t_eps, "t_eps", low=0.0, high=1.0)
+        lo = process.t_eps if t_eps is None else check_float(t_eps, "t_eps", low=0.0, high=1.0, high_open=True)
         t = uniform_times(x0.shape[0], generator, lo, 1.0).to(x0)
     weight = "sigma2" if weighting == "sigma2" else "g2"
     return denoising_score_matching(model, process, x0, t, generator, weight=weight, eps=eps)

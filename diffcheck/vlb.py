@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from toy.validate import check_choice
+from toy.validate import as_float_tensor, check_choice
 
 from .param import PREDICTIONS, convert
 from .process.discrete import Schedule
@@ -56,8 +56,11 @@ def _flat_sum(v: torch.Tensor) -> torch.Tensor:
 
 def normal_kl(mean0: torch.Tensor, log_var0: Any, mean1: torch.Tensor, log_var1: Any) -> torch.Tensor:
     """Elementwise KL(N(mean0, exp(log_var0)) || N(mean1, exp(log_var1))) in nats (broadcasting)."""
-    log_var0 = torch.as_tensor(log_var0, dtype=mean0.dtype, device=mean0.device)
-    log_var1 = torch.as_tensor(log_var1, dtype=mean0.dtype, device=mean0.device)
+    for name, m in (("mean0", mean0), ("mean1", mean1)):
+        if not isinstance(m, torch.Tensor) or not m.is_floating_point():
+            raise TypeError(f"{name} must be a floating tensor, got {type(m).__name__}")
+    log_var0 = as_float_tensor(log_var0, "log_var0", dtype=mean0.dtype, device=mean0.device, finite=False)
+    log_var1 = as_float_tensor(log_var1, "log_var1", dtype=mean0.dtype, device=mean0.device, finite=False)
     return 0.5 * (log_var1 - log_var0 + torch.exp(log_var0 - log_var1) - 1.0 + (mean0 - mean1) ** 2 * torch.exp(-log_var1))
 
 
@@ -73,18 +76,20 @@ def check_data_schedule(schedule: Schedule) -> Schedule:
     return schedule
 
 
-def _data(x0: Any) -> torch.Tensor:
+def _data(x0: Any, name: str = "x0") -> torch.Tensor:
     if not isinstance(x0, torch.Tensor) or not x0.is_floating_point():
-        raise TypeError("x0 must be a floating tensor of shape (B, ...)")
+        raise TypeError(f"{name} must be a floating tensor of shape (B, ...)")
     if x0.ndim < 2:
-        raise ValueError(f"x0 must have a batch dimension, shape (B, ...), got {tuple(x0.shape)}")
+        raise ValueError(f"{name} must have a batch dimension, shape (B, ...), got {tuple(x0.shape)}")
     if not bool(torch.isfinite(x0).all()):
-        raise ValueError("x0 contains NaN or infinite values")
+        raise ValueError(f"{name} contains NaN or infinite values")
     return x0
 
 
 def prior_kl(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
     """L_T = KL(q(x_N | x_0) || N(0, prior_std^2 I)) per sample, in nats."""
+    if not isinstance(schedule, Schedule):
+        raise TypeError(f"schedule must be a Schedule (see diffcheck.process.discretize), got {type(schedule).__name__}")
     x0 = _data(x0)
     a, s = schedule.alpha[-1].to(x0), schedule.sigma[-1].to(x0)
     p2 = schedule.process.prior_std ** 2
@@ -94,6 +99,9 @@ def prior_kl(schedule: Schedule, x0: torch.Tensor) -> torch.Tensor:
 
 def posterior(schedule: Schedule, x0: torch.Tensor, xt: torch.Tensor, step: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and log-variance (per sample, -inf at step 1) of q(x_{i-1} | x_i, x_0) (Ho et al. 2020, Eq. 6-7)."""
+    x0, xt = _data(x0), _data(xt, "xt")
+    if xt.shape != x0.shape:
+        raise ValueError(f"xt must have the shape of x0 {tuple(x0.shape)}, got {tuple(xt.shape)}")
     s = steps_tensor(step, schedule, x0) - 1
     c1 = per_sample(schedule.posterior_mean_coef1.to(x0)[s], x0)
     c2 = per_sample(schedule.posterior_mean_coef2.to(x0)[s], x0)
@@ -118,6 +126,8 @@ def _tanh_cdf(u: torch.Tensor) -> torch.Tensor:
 
 
 def _check_8bit(x: torch.Tensor) -> None:
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("x0 contains NaN or infinite values")
     if bool((x < -1.0 - 1e-6).any()) or bool((x > 1.0 + 1e-6).any()):
         raise ValueError("x0 must be 8-bit data scaled to [-1, 1] for the discretized decoder; it has values outside [-1, 1]")
     level = (x + 1.0) * 127.5
@@ -134,7 +144,7 @@ def discretized_log_likelihood(x: torch.Tensor, mean: torch.Tensor, log_scale: t
     """
     cdf = check_choice(cdf, "cdf", ("exact", "tanh"))
     _check_8bit(x)
-    log_scale = torch.as_tensor(log_scale, dtype=x.dtype, device=x.device)
+    log_scale = as_float_tensor(log_scale, "log_scale", dtype=x.dtype, device=x.device, finite=False)
     inv = torch.exp(-log_scale)
     # bin edges from the integer level k, so that neighbouring bins share their edge to the last bit
     level = torch.round((x + 1.0) * 127.5)
@@ -176,6 +186,7 @@ def bound_term(
 ) -> torch.Tensor:
     """L_{i-1} per sample given x_0, x_i and the model's x0_hat and log-variance (decoder NLL at step 1), in nats."""
     decoder = check_choice(decoder, "decoder", ("gaussian", "discretized"))
+    cdf = check_choice(cdf, "cdf", ("exact", "tanh"))
     if decoder == "discretized":
         _check_8bit(x0)
     s = steps_tensor(step, schedule, x0) - 1
@@ -198,6 +209,7 @@ def bound_term(
 def _log_variance(variance: Any, schedule: Schedule, s: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
     """Per-sample log-variance (broadcasting against x0) of a fixed choice or a per-step tensor."""
     if isinstance(variance, str):
+        check_choice(variance, "variance", ("small", "large", "learned"))
         return per_sample(fixed_log_variance(schedule, variance).to(x0)[s - 1], x0)
     if not isinstance(variance, torch.Tensor) or not variance.is_floating_point():
         raise TypeError('variance must be "small", "large", "learned" or a floating tensor of per-step variances')

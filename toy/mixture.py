@@ -46,7 +46,7 @@ class GaussianMixture(MixtureLaw):
         if k == 0 or d == 0:
             raise ValueError(f"means must be a non-empty (K, D) array, got shape {tuple(means.shape)}")
         if weights.shape != (k,):
-            raise ValueError(f"weights must have one entry per component ({k}), got shape {tuple(weights.shape)}")
+            raise ValueError(f"weights must have one entry per component of means ({k}), got shape {tuple(weights.shape)}")
         atol = 1e-6 if dtype == torch.float64 else 1e-4
         check_probability_vector(weights, "weights", atol=atol)
         covs = as_float_tensor(covs, "covs", dtype=dtype, device=means.device)

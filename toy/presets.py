@@ -144,5 +144,5 @@ PRESETS: dict[str, Callable[..., GaussianMixture]] = {
 def preset(name: str, **kw: Any) -> GaussianMixture:
     """Build a preset by name (see ``PRESETS``)."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(sorted(PRESETS))}")
+        raise ValueError(f"unknown preset {name!r}: name must be one of {', '.join(sorted(PRESETS))}")
     return PRESETS[name](**kw)

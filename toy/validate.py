@@ -108,8 +108,9 @@ def check_probability_vector(w: torch.Tensor, name: str, *, atol: float = 1e-6) 
 def check_covariance(cov: torch.Tensor, name: str, *, rtol: float = 1e-9) -> torch.Tensor:
     """Raise unless ``cov`` (..., D, D) is finite, symmetric and positive semi-definite.
 
-    Symmetry and semi-definiteness are judged relative to the largest absolute entry:
-    asymmetry above ``rtol * scale`` or an eigenvalue below ``-1e3 * eps * scale * D``
+    Symmetry and semi-definiteness are judged relative to the largest absolute entry ``scale``:
+    asymmetry above ``max(rtol, 64 eps) * scale`` (eps of ``cov``'s dtype, so that a float32
+    R D R^T, asymmetric by rounding, passes) or an eigenvalue below ``-1e3 * eps64 * scale * D``
     is rejected.
     """
     if cov.ndim < 2 or cov.shape[-1] != cov.shape[-2]:
@@ -117,7 +118,8 @@ def check_covariance(cov: torch.Tensor, name: str, *, rtol: float = 1e-9) -> tor
     check_finite(cov, name)
     scale = float(cov.abs().amax()) if cov.numel() else 0.0
     asym = float((cov - cov.transpose(-1, -2)).abs().amax()) if cov.numel() else 0.0
-    if asym > rtol * max(scale, 1e-300):
+    eps = torch.finfo(cov.dtype).eps if cov.is_floating_point() else 0.0
+    if asym > max(rtol, 64.0 * eps) * max(scale, 1e-300):
         raise ValueError(f"{name} must be symmetric (largest asymmetry {asym:.3g})")
     evals = torch.linalg.eigvalsh(cov.to(torch.float64))
     tol = 1e3 * torch.finfo(torch.float64).eps * max(scale, 1e-300) * cov.shape[-1]

@@ -40,14 +40,17 @@ def linear_betas(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
     """
     T = check_int(T, "T", minimum=1)
     scale = 1000.0 / T if rescale else 1.0
-    b0 = check_float(beta_start * scale, "beta_start", low=0.0, high=1.0, low_open=True, high_open=True)
-    b1 = check_float(beta_end * scale, "beta_end", low=0.0, high=1.0, low_open=True, high_open=True)
+    b0 = check_float(check_float(beta_start, "beta_start") * scale, "beta_start", low=0.0, high=1.0, low_open=True, high_open=True)
+    b1 = check_float(check_float(beta_end, "beta_end") * scale, "beta_end", low=0.0, high=1.0, low_open=True, high_open=True)
     return torch.from_numpy(np.linspace(b0, b1, T, dtype=np.float64))
 
 
 def cosine_alpha_bar(t: Any, s: float = 0.008) -> torch.Tensor:
     """Improved DDPM's alpha_bar(t) = f(t)/f(0), f(t) = cos^2(((t + s)/(1 + s)) pi/2) (Nichol & Dhariwal 2021, Eq. 17), t in [0, 1]."""
     t = as_float_tensor(t, "t")
+    if t.numel() and (float(t.min()) < 0.0 or float(t.max()) > 1.0):
+        raise ValueError(f"t must lie in [0, 1], got values in [{float(t.min()):.6g}, {float(t.max()):.6g}]")
+    s = check_float(s, "s", low=0.0, low_open=True)
     f = lambda u: torch.cos((u + s) / (1.0 + s) * math.pi / 2.0) ** 2
     return f(t) / f(torch.zeros_like(t))
 
@@ -261,6 +264,8 @@ def iddpm_steps(T: int, section_counts: Sequence[int] | str) -> torch.Tensor:
     T = check_int(T, "T", minimum=1)
     if isinstance(section_counts, str):
         if section_counts.startswith("ddim"):
+            if not section_counts[4:].isdigit():
+                raise ValueError(f"section_counts must be numbers separated by commas or 'ddimN', got {section_counts!r}")
             want = check_int(int(section_counts[4:]), "section_counts (ddimN)", minimum=1)
             for stride in range(1, T):
                 if len(range(0, T, stride)) == want:
@@ -270,6 +275,8 @@ def iddpm_steps(T: int, section_counts: Sequence[int] | str) -> torch.Tensor:
             section_counts = [int(v) for v in section_counts.split(",")]
         except ValueError:
             raise ValueError(f"section_counts must be numbers separated by commas or 'ddimN', got {section_counts!r}") from None
+    if not isinstance(section_counts, (list, tuple, torch.Tensor, np.ndarray, range)):
+        raise TypeError(f"section_counts must be a list of step counts or a string such as '250' or 'ddim50', got {section_counts!r}")
     counts = [check_int(c, "section_counts", minimum=1) for c in section_counts]
     if not counts:
         raise ValueError("section_counts must not be empty")

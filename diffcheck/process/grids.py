@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from toy.validate import as_float_tensor, check_float, check_int
+from toy.validate import as_float_tensor, as_index_tensor, check_float, check_int
 
 from .base import Process
 from .discrete import DiscreteVP, ddim_steps, iddpm_steps
@@ -52,7 +52,10 @@ def ddpm_grid(process: DiscreteVP) -> torch.Tensor:
 def respaced_grid(process: DiscreteVP, steps: Any) -> torch.Tensor:
     """Kept 1-based steps (any subset of 1..T) and then 0, as decreasing times (Nichol & Dhariwal 2021)."""
     p = _require_discrete(process)
-    s = torch.as_tensor(steps).reshape(-1)
+    s = as_index_tensor(steps, "steps")
+    if s.ndim > 1:
+        raise ValueError(f"steps must be one list of steps, got shape {tuple(s.shape)}")
+    s = s.reshape(-1)
     if s.numel() == 0:
         raise ValueError("steps must keep at least one step")
     if bool((s < 1).any()) or bool((s > p.T).any()):
@@ -87,7 +90,10 @@ def karras_grid(
 def sigma_grid(process: Process, sigmas: Any, *, append_zero: bool = False) -> torch.Tensor:
     """Decreasing noise levels sigma/alpha (e.g. an NCSN ladder) mapped to the process's times."""
     s = as_float_tensor(sigmas, "sigmas", dtype=torch.float64, ndim=1)
-    t = process.t_of_edm_sigma(s)
+    try:
+        t = process.t_of_edm_sigma(s)
+    except ValueError as err:
+        raise ValueError(f"sigmas must be noise levels of {process!r}: {err}") from None
     if append_zero:
         t = torch.cat([t, torch.zeros(1, dtype=t.dtype)])
-    return check_grid(t)
+    return check_grid(t, "sigmas (as times)")

@@ -120,7 +120,7 @@ def ddpm_ancestral(
     wrong for data outside that range.
     """
     check_variance(variance, model)
-    if clip_x0 is not None and (len(clip_x0) != 2 or not clip_x0[0] < clip_x0[1]):
+    if clip_x0 is not None and (not isinstance(clip_x0, (tuple, list)) or len(clip_x0) != 2 or not clip_x0[0] < clip_x0[1]):
         raise ValueError(f"clip_x0 must be a (low, high) pair with low < high, got {clip_x0!r}")
     return walk(ancestral_step, model, process, x, grid, generator=generator, name="ddpm_ancestral",
                 check_finite=check_finite, progress=progress, full=full, variance=variance, clip_x0=clip_x0, **model_kwargs)

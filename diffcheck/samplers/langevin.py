@@ -74,11 +74,11 @@ def langevin(
 ):
     """``n_steps`` Langevin steps targeting the marginal p_t (t = 0: the data) with a fixed step size: one level of
     ``annealed_langevin``'s loop (its trajectory holds every step)."""
+    StepChecker(process, x, [1.0, 0.0], name="langevin")
     t = float(process._time(t))
     step_size = check_float(step_size, "step_size", low=0.0, low_open=True)
     n_steps = check_int(n_steps, "n_steps", minimum=1)
     check_choice(convention, "convention", ("half", "full"))
-    StepChecker(process, x, [1.0, 0.0], name="langevin")
     tt = torch.tensor(t, dtype=torch.float64)
     x, traj, calls = _loop(model, process, x, tt[None], [step_size], n_steps, make_noise(generator), convention=convention,
                            check_finite=check_finite, progress=progress, full=full, name="langevin", every_step=True,

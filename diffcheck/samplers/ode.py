@@ -106,6 +106,8 @@ def adaptive_ode(
         xt = torch.from_numpy(y).to(dtype=dtype, device=device).reshape(shape)
         with torch.no_grad():
             v = flow.drift(xt, torch.tensor(t, dtype=torch.float64), **model_kwargs)
+        if not bool(torch.isfinite(v).all()):
+            raise SamplingError(f"adaptive_ode: the model gave a non-finite drift at t = {t:.6g}")
         return v.reshape(-1).double().cpu().numpy()
 
     y0 = x.detach().reshape(-1).double().cpu().numpy()

@@ -19,6 +19,7 @@ import os
 import pickle
 import re
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -170,7 +171,8 @@ def _load_state(path: Path) -> dict[str, Any]:
         reason = text[i + len("WeightsUnpickler error:"):].strip().split("\n")[0].split(". ")[0] if i >= 0 else "not a pickle of data"
         raise CheckpointError(f"{path} was refused: a checkpoint state holds only tensors, numbers and containers, "
                               f"and this file does not ({reason})") from None
-    except (EOFError, RuntimeError, OSError, ValueError) as err:
+    except (EOFError, RuntimeError, OSError, ValueError, IndexError, KeyError, struct.error) as err:
+        # torch's weights-only unpickler raises IndexError, KeyError or struct.error on some truncated pickles
         raise CheckpointError(f"{path} is not a readable checkpoint state (truncated or corrupt?): "
                               f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'empty file'}") from None
     if not isinstance(state, dict):

@@ -49,7 +49,9 @@ class TrainConfig:
         check_int(self.batch_size, "batch_size", minimum=1)
         check_float(self.lr, "lr", low=0.0)
         check_choice(self.optimizer, "optimizer", ("adam", "adamw"))
-        if len(self.adam_betas) != 2 or not all(0.0 <= float(b) < 1.0 for b in self.adam_betas):
+        betas = self.adam_betas
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2 or not all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) and 0.0 <= float(b) < 1.0 for b in betas):
             raise ValueError(f"adam_betas must be two numbers in [0, 1), got {self.adam_betas!r}")
         check_float(self.adam_eps, "adam_eps", low=0.0, low_open=True)
         check_float(self.weight_decay, "weight_decay", low=0.0)

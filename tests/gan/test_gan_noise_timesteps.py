@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as hs
 
 import toy
@@ -150,11 +150,15 @@ def test_step_law_errors_name_the_argument():
 
 
 @given(T=hs.integers(1, 2000), start=hs.floats(1e-5, 1e-3), end=hs.floats(1e-3, 0.05), std=hs.floats(0.01, 2.0))
+@example(T=1386, start=0.0002618542638594286, end=0.046875, std=1.0)  # alpha_bar_T = 5e-15: s stalls at float64 resolution
 def test_noise_tables_are_monotone_and_bounded(T, start, end, std):
     noise = InstanceNoise(T, start, end, std)
     ab = noise.alpha_bar
     assert float(ab[0]) == 1.0 and bool((ab[1:] < ab[:-1]).all()) and bool((ab > 0).all())
     a, s = noise.scales(torch.arange(T + 1))
-    # signal falls, noise rises, and a^2 + (s / std)^2 = 1 at every step
-    assert bool((a[1:] < a[:-1]).all()) and bool((s[1:] > s[:-1]).all())
+    # signal falls, noise rises, and a^2 + (s / std)^2 = 1 at every step; once alpha_bar is below about 1e-13,
+    # s = std sqrt(1 - alpha_bar) of neighbouring steps differ by less than float64 resolves near std (T = 1386,
+    # beta up to 0.047 reaches alpha_bar = 5e-15), so there s need only not fall
+    resolved = ab[:-1] > 1e-12
+    assert bool((a[1:] < a[:-1]).all()) and bool((s[1:] > s[:-1])[resolved].all()) and bool((s[1:] >= s[:-1]).all())
     assert torch.allclose(a * a + (s / std) ** 2, torch.ones_like(a), atol=1e-14)

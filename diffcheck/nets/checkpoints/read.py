@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
+import struct
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -66,7 +67,8 @@ def read_file(path: str | Path) -> Any:
         raise CheckpointError(f"{path} was refused: it asks to run code while loading ({reason}); only tensors, "
                               "numbers, strings and containers are read from a pickle. Convert it where you trust it, "
                               "or obtain the original file") from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
+    except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, struct.error) as err:
+        # torch's weights-only unpickler raises IndexError, KeyError or struct.error on some truncated pickles
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path} cannot be read: truncated or corrupt ({first})") from None
 
