@@ -14,11 +14,13 @@ from typing import Any, Callable, Iterator, TextIO
 
 import torch
 
+from toy.validate import check_int
+
 from . import __version__
 from .checks import Record, plots, select
 from .io import write_json, write_text
 
-__all__ = ["run_checks", "run_tour", "format_table", "draw_figures"]
+__all__ = ["run_checks", "run_check", "run_tour", "format_table", "draw_figures"]
 
 
 def _environment() -> dict:
@@ -76,15 +78,18 @@ def run_checks(only: str | None = None, progress: bool = True) -> list[Record]:
     bar = tqdm(checks, desc="checks", unit="check", file=sys.stderr, disable=not progress, leave=False)
     for fn in _ticked(bar):
         bar.set_postfix_str(fn.check_id)
-        start = time.perf_counter()
-        try:
-            rec = fn()
-        except Exception as err:  # a crashing check is a failed check, reported with its error
-            rec = Record(fn.check_id, fn.source, fn.claim, "runs", f"error: {type(err).__name__}: {err}", "-",
-                         "the check raised", False, time.perf_counter() - start,
-                         {"traceback": traceback.format_exc(limit=4)})
-        records.append(rec)
+        records.append(run_check(fn))
     return records
+
+
+def run_check(fn: Callable[..., Record]) -> Record:
+    """Run one check; a check that raises is a failed record carrying the error."""
+    start = time.perf_counter()
+    try:
+        return fn()
+    except Exception as err:  # a crashing check is a failed check, reported with its error
+        return Record(fn.check_id, fn.source, fn.claim, "runs", f"error: {type(err).__name__}: {err}", "-",
+                      "the check raised", False, time.perf_counter() - start, {"traceback": traceback.format_exc(limit=4)})
 
 
 def _ticked(bar: Any) -> Iterator[Any]:
@@ -126,17 +131,33 @@ def run_tour(
     progress: bool = True,
     stream: TextIO | None = None,
     as_json: bool = False,
+    jobs: int | None = None,
 ) -> dict:
-    """Run the tour; write ``report.json``, ``report.md`` and plots under ``out_dir``; return the report."""
+    """Run the tour; write ``report.json``, ``report.md`` and plots under ``out_dir``; return the report.
+
+    ``jobs`` processes share the work (``diffcheck.tour_jobs``); None: all cores for a long selection, else 1."""
+    from .tour_jobs import auto_jobs, run_parallel
+
     out = Path(out_dir)
     start = time.perf_counter()
-    records = run_checks(only, progress)
-    made = []
+    checks = select(only)
+    figures = []
     if with_plots:
-        chosen = {fn.__module__ for fn in select(only)}
+        chosen = {fn.__module__ for fn in checks}
         # with --only, the figures of the selected checks' modules
         figures = [(name, fn, out / "plots" / name) for name, fn in plots().items() if not only or fn.__module__ in chosen]
+    jobs = auto_jobs(checks) if jobs is None else check_int(jobs, "jobs", minimum=1)
+    if jobs == 1:
+        records = run_checks(only, progress)
         made = draw_figures(figures, progress)
+    else:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(checks) + len(figures), desc=f"checks and figures on {jobs} processes", unit="item",
+                   file=sys.stderr, disable=not progress, leave=False)
+        with _ticking(bar):
+            records, made = run_parallel(checks, figures, jobs, bar)
+        bar.close()
     report = {
         "checks": [r.to_dict() for r in records],
         "summary": {"passed": sum(r.passed for r in records), "failed": sum(not r.passed for r in records),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._common import UsageError, output_dir
+from ._common import UsageError, output_dir, positive_int
 
 __all__ = ["register"]
 
@@ -16,6 +16,7 @@ def register(sub) -> None:
     tour.add_argument("--json", action="store_true", help="print the report as JSON instead of the table")
     tour.add_argument("--no-plots", action="store_true", help="skip the plots")
     tour.add_argument("--quiet", action="store_true", help="no progress bar")
+    tour.add_argument("--jobs", type=positive_int, metavar="N", help="processes sharing the checks and figures (default: every core for a long selection, else 1)")
     tour.add_argument("--list", action="store_true", help="list the selected checks and exit")
     tour.set_defaults(handler=run)
 
@@ -33,5 +34,6 @@ def run(args) -> int:
             print(f"{c.check_id:32} {c.claim} ({c.source})")
         return 0
     output_dir(args.out)  # before the checks run: a bad --out fails at once
-    report = run_tour(args.only, args.out, with_plots=not args.no_plots, progress=not (args.quiet or args.json), as_json=args.json)
+    report = run_tour(args.only, args.out, with_plots=not args.no_plots, progress=not (args.quiet or args.json), as_json=args.json,
+                      jobs=args.jobs)
     return 0 if report["summary"]["failed"] == 0 else 1
