@@ -49,19 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", help="only targets whose name contains this text")
     ap.add_argument("--all", action="store_true", help="list every case that is not clear, not one per kind")
     args = ap.parse_args(argv)
-    counts = {"": collections.Counter(), "hardening": collections.Counter()}
+    counts: collections.Counter = collections.Counter()
     shown: dict[tuple, Verdict] = {}
     for target, bad in pairs(args.only):
         for v in draw_verdicts(target, bad, args.examples):
-            counts[bad.owner][v.verdict] += 1
+            counts[v.verdict] += 1
             key = (v.target, v.arg, v.what, v.verdict) if not args.all else (v.target, v.arg, v.value)
             if v.verdict != "clear" and key not in shown:
-                shown[key] = (v, bad.owner)
-    for owner, c in counts.items():
-        label = "fixes expected from the hardening work (wrong-shape model outputs)" if owner else "the fuzz table"
-        print(f"{label}: tried {sum(c.values())}, " + ", ".join(f"{k} {c[k]}" for k in VERDICTS))
-    for v, owner in shown.values():
-        print(("[hardening] " if owner else "") + str(v))
+                shown[key] = v
+    print(f"the fuzz table: tried {sum(counts.values())}, " + ", ".join(f"{k} {counts[k]}" for k in VERDICTS))
+    for v in shown.values():
+        print(v)
     return 0
 
 

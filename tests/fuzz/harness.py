@@ -43,7 +43,6 @@ class Bad:
     names: tuple[str, ...] = ()
     what: str = ""  # the kind of bad value, for the counts
     errors: tuple[type, ...] = ()  # errors clear here besides CLEAR_ERRORS (FileNotFoundError for a path)
-    owner: str = ""  # a fix expected from other work in progress: reported, not asserted
 
     def __repr__(self) -> str:
         return f"Bad({self.arg}: {self.what})"

@@ -43,7 +43,7 @@ def _base(process, pred: str = "eps", stochastic: bool = True, grid=_grid) -> di
 
 def _common(stochastic: bool = True, pred: str = "eps") -> tuple[Bad, ...]:
     bad = [Bad("model", broken_models(pred), names=("model", "non-finite"), what="model returning NaN/inf or not callable"),
-           Bad("model", wrong_shape_models(pred), names=("model", "shape"), what="model output of the wrong shape", owner="hardening"),
+           Bad("model", wrong_shape_models(pred), names=("model", "shape"), what="model output of the wrong shape"),
            Bad("process", st.sampled_from([None, "VP", M]), what="type"),
            Bad("x", _X, names=("x", "sample", "dimension"), what="samples"),
            Bad("grid", grids(), what="grid")]
@@ -139,7 +139,7 @@ def _schedule():
     return P.discretize(p, torch.arange(21, dtype=F64) / 20)
 
 
-_MODEL_BAD = (Bad("model", wrong_shape_models(), names=("model", "shape"), what="model output of the wrong shape", owner="hardening"),)
+_MODEL_BAD = (Bad("model", wrong_shape_models(), names=("model", "shape"), what="model output of the wrong shape"),)
 _X0 = st.one_of(poked(), tensors_of_wrong_dtype(), st.sampled_from([Mut(lambda x: x[:, 0], "no batch dimension")]))
 _T = st.one_of(scalar(0.0, 1.0), st.builds(lambda v: torch.tensor([0.5, 0.5, v, 0.5], dtype=F64), st.floats(1.0, 10.0, exclude_min=True)),
                st.sampled_from([Mut(lambda t: t[:2], "one time per two samples")]))

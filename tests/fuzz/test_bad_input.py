@@ -7,8 +7,7 @@ outside [0, 1], NaN guidance scales, models returning NaN, truncated or garbage 
 and each call must be ``clear``: a ValueError, TypeError or the project's own error naming the
 argument, never another exception (a traceback from inside torch) and never a returned result. The
 default suite draws a few values per pair; the slow version many more. ``python tests/fuzz/counts.py``
-prints the counts. Wrong-shape model outputs inside samplers and losses are listed in the table
-(owner "hardening") and counted, but asserted by the sampler tests that fix them.
+prints the counts.
 """
 
 import warnings
@@ -20,7 +19,7 @@ from hypothesis import strategies as st
 from harness import classify
 from targets_samplers import all_targets
 
-PAIRS = [(t, b) for t in all_targets() for b in t.bad if not b.owner]
+PAIRS = [(t, b) for t in all_targets() for b in t.bad]
 IDS = [f"{t.name}-{b.arg}-{b.what}" for t, b in PAIRS]
 
 
