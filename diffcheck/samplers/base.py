@@ -161,7 +161,7 @@ def check_explicit_step(name: str, t: float, s: float, f: float, g2: float, sigm
     """Refuse an explicit (Euler-type) step t -> s of the reverse dynamics that is far outside its stability region.
 
     Near a point mass (and wherever the prior dominates) the reverse drift f x - c g^2 score, score ~ -x / sigma^2, is
-    linear with rate f + c g^2 / sigma^2 (Song et al. 2021, Eq. 6, c = 1; Eq. 13, c = 1/2): an explicit step of
+    linear with rate f + c g^2 / sigma^2 (Song et al. 2021, Eq. 6 with c = 1, Eq. 13 with c = 1/2): an explicit step of
     length h multiplies that mode by 1 - h (f + c g^2 / sigma^2). Beyond ``MAX_AMPLIFICATION`` the step cannot
     approximate the flow (e.g. CosineVP at t = 1, where g^2 is infinite): ``SamplingError`` names the step.
     """

@@ -60,7 +60,7 @@ def langevin_corrector_step(model: Model, process: Process, x: torch.Tensor, t: 
     is, by ``norm``: ``"sigma"`` (default) sigma_t, the ratio of the expected norms
     sqrt(d) / sqrt(d / sigma_t^2) when the noise dominates (exact in expectation for the score of
     N(0, sigma_t^2 I)), the same for every sample and state; ``"per_sample"`` each sample's own
-    norms, as Algorithm 4 is written (the step grows without bound where |score| vanishes, at the
+    norms, as Song et al. 2021, Algorithm 4 is written (the step grows without bound where |score| vanishes, at the
     modes and saddles of p_t, and throws samples far out in low dimension); ``"batch"`` the norms
     averaged over the batch as the official code does, which makes every sample depend on the others.
     """
@@ -138,7 +138,7 @@ def predictor_corrector(
     ``ancestral_step``, ...) or None for corrector only; ``corrector`` is
     ``langevin_corrector_step`` or None. ``snr`` is the signal-to-noise ratio r (0.16 for
     CIFAR-10 VE); ``norm`` is the corrector's step rule (``langevin_corrector_step``): "sigma"
-    (default: batch-independent and bounded), "per_sample" (Algorithm 4 as written) or "batch"
+    (default: batch-independent and bounded), "per_sample" (Song et al. 2021, Algorithm 4, as written) or "batch"
     (the official code's coupling).
     """
     n_corrector = check_int(n_corrector, "n_corrector", minimum=0)

@@ -216,7 +216,7 @@ class InterpolatedVariance:
     "log": Improved DDPM's exp(v log beta + (1 - v) log beta_tilde), v = (v_raw + 1) / 2 (Nichol & Dhariwal 2021,
     Eq. 15), which ``ddpm_ancestral(variance="learned")`` applies: v_raw passes through. "beta":
     v beta + (1 - v) beta_tilde, as diffusers' DDPMScheduler._get_variance did before #2090; the step then takes that
-    variance, written here as the v_raw that Eq. 15 maps to it. ``model`` is an ``ExactLearnedVariance``, whose beta
+    variance, written here as the v_raw that Nichol & Dhariwal 2021, Eq. 15 maps to it. ``model`` is an ``ExactLearnedVariance``, whose beta
     and beta_tilde are those of the sampler's steps.
     """
 

@@ -59,7 +59,7 @@ def _sampler(name, fn, process, stochastic=True, extra=(), options=None, pred="e
 
 
 def _ladder() -> torch.Tensor:
-    return P.sigma_grid(VE, torch.tensor([16.0, 4.0, 1.0], dtype=F64))  # geometric, as NCSNv2's technique 4 needs
+    return P.sigma_grid(VE, torch.tensor([16.0, 4.0, 1.0], dtype=F64))  # geometric, as Song & Ermon 2020, technique 4 needs
 
 
 def _invert(model, process, x, grid):

@@ -62,7 +62,7 @@ def _pc(preset: str, process, norm: str, n: int = 2000, steps: int = 100, seed: 
 
 
 def test_the_default_corrector_samples_the_exact_law_where_per_sample_norms_throw_samples_out():
-    """The command line's case (two_modes, VP, 100 steps, n = 2000): with Algorithm 4's per-sample norms 31 samples land
+    """The command line's case (two_modes, VP, 100 steps, n = 2000): with the per-sample norms of Song et al. 2021, Algorithm 4, 31 samples land
     beyond |x| = 12 (the step is inverse in |score|^2, which vanishes at the modes and the saddle); the default rule
     passes the exact-law test at alpha = 1e-3 and the per-sample rule fails it (the test can fail)."""
     x, law = _pc("two_modes", P.VP(), "sigma")

@@ -68,7 +68,7 @@ def test_the_proposal_of_kdiffusion_56_is_invisible_on_uniform_lambda_ladders():
 
 
 def test_the_beta_interpolation_of_diffusers_2090_is_what_the_sampler_takes():
-    """InterpolatedVariance("beta") makes Eq. 15's log-space map give v beta + (1 - v) beta_tilde; "log" changes nothing."""
+    """InterpolatedVariance("beta") makes the log-space map of Nichol & Dhariwal 2021, Eq. 15 give v beta + (1 - v) beta_tilde; "log" changes nothing."""
     from diffcheck.variance import ExactLearnedVariance, learned_log_variance
     from diffcheck.zoo.references import table_times
 
