@@ -8,7 +8,6 @@ import platform
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterator, TextIO
 
@@ -19,6 +18,7 @@ from toy.validate import check_int
 from . import __version__
 from .checks import Record, plots, select
 from .io import write_json, write_text
+from .tour_jobs import auto_jobs, run_check, run_parallel
 
 __all__ = ["run_checks", "run_check", "run_tour", "format_table", "draw_figures"]
 
@@ -82,16 +82,6 @@ def run_checks(only: str | None = None, progress: bool = True) -> list[Record]:
     return records
 
 
-def run_check(fn: Callable[..., Record]) -> Record:
-    """Run one check; a check that raises is a failed record carrying the error."""
-    start = time.perf_counter()
-    try:
-        return fn()
-    except Exception as err:  # a crashing check is a failed check, reported with its error
-        return Record(fn.check_id, fn.source, fn.claim, "runs", f"error: {type(err).__name__}: {err}", "-",
-                      "the check raised", False, time.perf_counter() - start, {"traceback": traceback.format_exc(limit=4)})
-
-
 def _ticked(bar: Any) -> Iterator[Any]:
     """Iterate a tqdm bar while a helper thread redraws it every second."""
     with _ticking(bar):
@@ -136,8 +126,6 @@ def run_tour(
     """Run the tour; write ``report.json``, ``report.md`` and plots under ``out_dir``; return the report.
 
     ``jobs`` processes share the work (``diffcheck.tour_jobs``); None: all cores for a long selection, else 1."""
-    from .tour_jobs import auto_jobs, run_parallel
-
     out = Path(out_dir)
     start = time.perf_counter()
     checks = select(only)

@@ -1,4 +1,6 @@
-"""The tour on several processes: the checks and figures of one checks module run together on one worker.
+"""Running the tour's checks: one in-process (a raising check is a failed record), or many on several processes.
+
+On several processes the checks and figures of one checks module run together on one worker.
 
 A module's checks and figures share its caches (the order fit's law errors feed its figure), so a
 module is the unit of work; modules are handed out longest first, by the times of the recorded tour
@@ -11,6 +13,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+import time
+import traceback
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -18,10 +22,20 @@ from typing import Any, Callable
 
 from .checks import Record
 
-__all__ = ["usable_cores", "auto_jobs", "run_parallel", "AUTO_SECONDS"]
+__all__ = ["run_check", "usable_cores", "auto_jobs", "run_parallel", "AUTO_SECONDS"]
 
 # with jobs unset, a selection whose recorded checks take less than this runs in-process (spawning costs seconds)
 AUTO_SECONDS = 30.0
+
+
+def run_check(fn: Callable[..., Record]) -> Record:
+    """Run one check; a check that raises is a failed record carrying the error."""
+    start = time.perf_counter()
+    try:
+        return fn()
+    except Exception as err:  # a crashing check is a failed check, reported with its error
+        return Record(fn.check_id, fn.source, fn.claim, "runs", f"error: {type(err).__name__}: {err}", "-",
+                      "the check raised", False, time.perf_counter() - start, {"traceback": traceback.format_exc(limit=4)})
 
 
 def usable_cores() -> int:
@@ -60,7 +74,6 @@ def _init_worker(threads: int) -> None:
 def _work(check_ids: list[str], figures: list[tuple[str, str]]) -> tuple[list[Record], list[str]]:
     """Run one module's checks, then draw its figures (in a worker process)."""
     from .checks import plots, registry
-    from .tour import run_check
 
     reg, drawn = registry(), plots()
     records = [run_check(reg[cid]) for cid in check_ids]

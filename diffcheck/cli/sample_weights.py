@@ -29,7 +29,7 @@ def image_grid(images, lo: float, hi: float, cols: int | None = None):
 
 def _grid(loaded, process, steps: int):
     from .. import process as P
-    from .sample import make_grid
+    from ._sampling import make_grid
 
     if loaded.config.noise_input == "sigma_index":  # NCSN: times must sit on the network's ladder
         levels = loaded.config.num_classes
@@ -46,7 +46,7 @@ def run(args) -> int:
     from .. import process as P
     from ..io import atomic_path
     from ..nets.checkpoints import load
-    from .sample import runner
+    from ._sampling import runner
 
     for flag in ("preset", "process", "prediction"):
         if getattr(args, flag) is not None:
