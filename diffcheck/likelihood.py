@@ -1,7 +1,7 @@
 """Exact likelihood by the instantaneous change of variables along the probability-flow ODE (Song et al. 2021, App. D).
 
 log p_{t_start}(x) = log p_{t_end}(x_{t_end}) + int_{t_start}^{t_end} div v(x_t, t) dt, with
-v the probability-flow velocity of ``process.reverse(model, probability_flow=True)`` (the
+v the probability-flow velocity of ``ReverseSDE(process, model, probability_flow=True)`` (the
 one definition the ODE samplers also run). The divergence is exact (autograd, one backward pass per
 dimension: cheap in 2D) or Hutchinson's estimate e^T (dv/dx) e with the noise e drawn once
 and fixed for the whole solve.
@@ -21,6 +21,7 @@ from toy.validate import check_choice, check_float
 
 from .param import Model
 from .process.base import Process
+from .reverse import ReverseSDE
 from .samplers.loop import Counted
 
 __all__ = ["Likelihood", "log_likelihood", "divergence"]
@@ -97,7 +98,7 @@ def log_likelihood(
             probe = torch.sign(probe)
             probe[probe == 0] = 1.0
     counted = Counted(model)
-    flow = process.reverse(counted, probability_flow=True)
+    flow = ReverseSDE(process, counted, probability_flow=True)
     shape, n = x.shape, x.shape[0]
     size = x[0].numel()
 

@@ -93,9 +93,9 @@ def test_process_checks_fail_on_wrong_coefficients(broken):
 
 
 def test_a_factor_in_the_one_reverse_sde_fails_continuity_and_a_sampler_law_check(monkeypatch):
-    """The continuity check and the samplers run one definition (process.reverse): corrupting it is seen by both."""
+    """The continuity check and the samplers run one definition (diffcheck.reverse.ReverseSDE): corrupting it is seen by both."""
     from diffcheck.checks import orders
-    from diffcheck.process.reverse import ReverseSDE
+    from diffcheck.reverse import ReverseSDE
 
     euler = [case for case in orders._order_cases() if case[0] == "euler_ode"]
     steps = (32, 64, 128)

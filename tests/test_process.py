@@ -11,6 +11,7 @@ import toy
 from diffcheck import process as P
 from diffcheck.exact import ExactModel
 from diffcheck.param import PREDICTIONS, Converted, convert, function_model, predict
+from diffcheck.reverse import ReverseSDE
 from diffcheck.testing.strategies import betas, continuous_processes, discrete_processes, grids, processes, times
 
 # -- closed forms ---------------------------------------------------------------------------
@@ -112,7 +113,7 @@ def test_reverse_sde_and_probability_flow_drifts():
     ex = ExactModel(m, p, "score")
     x = torch.randn(5, 2, dtype=torch.float64)
     t = 0.3
-    sde, ode = p.reverse(ex.score), p.reverse(ex.score, probability_flow=True)
+    sde, ode = ReverseSDE(p, ex.score), ReverseSDE(p, ex.score, probability_flow=True)
     g2 = float(p.g2(t))
     assert torch.allclose(sde.drift(x, t), p.drift(x, t) - g2 * ex.score(x, t))
     assert torch.allclose(ode.drift(x, t), p.drift(x, t) - 0.5 * g2 * ex.score(x, t))

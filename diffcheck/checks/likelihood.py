@@ -10,6 +10,7 @@ import toy
 from ..exact import ExactModel
 from ..likelihood import divergence, log_likelihood
 from ..process import VE, VP
+from ..reverse import ReverseSDE
 from ..testing import stats as st
 from . import Outcome, check
 
@@ -48,7 +49,7 @@ def likelihood_hutchinson(draws: int = 4000, seed: int = 47, alpha: float = 1e-3
     m = toy.anisotropic()
     p = VP()
     model = ExactModel(m, p, "score")
-    flow = p.reverse(model, probability_flow=True)  # the velocity the ODE samplers and the likelihood run
+    flow = ReverseSDE(p, model, probability_flow=True)  # the velocity the ODE samplers and the likelihood run
     x = model.law(0.3).sample(8, gen)
     v = lambda z: flow.drift(z, torch.tensor(0.3, dtype=torch.float64))
     exact, _ = divergence(v, x)

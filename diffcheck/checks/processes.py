@@ -13,6 +13,7 @@ from .. import param
 from ..exact import ExactModel
 from ..forward import simulate_forward
 from ..process import VE, VP, CosineVP, DiscreteVP, LinearVE, Process, SubVP
+from ..reverse import ReverseSDE
 from ..testing import stats as st
 from . import Outcome, check, tour_plot
 
@@ -179,7 +180,7 @@ def _reverse_residuals(p: Process, m: toy.GaussianMixture, x: torch.Tensor, t: t
     out = {}
     for probability_flow in (False, True):
         for prediction in ("score", "eps"):
-            dynamics = p.reverse(ExactModel(m, p, prediction), probability_flow=probability_flow)
+            dynamics = ReverseSDE(p, ExactModel(m, p, prediction), probability_flow=probability_flow)
             xr = x.clone().requires_grad_(True)
             b = dynamics.drift(xr, t)
             div = sum(torch.autograd.grad(b[:, i].sum(), xr, retain_graph=True)[0][:, i] for i in range(x.shape[1]))
@@ -223,7 +224,7 @@ def fokker_planck(n: int = 128, seed: int = 12, processes: list | None = None) -
     "process.continuity",
     source="Song et al. 2021, Eq. 6, Eq. 13 and App. D.1",
     claim="The reverse SDE (drift b = f x - g^2 grad log p_t, diffusion g) and the probability-flow ODE (b = f x - (g^2/2) "
-          "grad log p_t) that process.reverse yields, and every sampler runs, carry the exact marginals: "
+          "grad log p_t) that diffcheck.reverse.ReverseSDE gives, and every sampler runs, carry the exact marginals: "
           "d_t p + div(b p) + (g_r^2/2) Laplacian p = 0 (g_r = g, or 0 for the ODE), for score and eps models",
 )
 def continuity(n: int = 128, seed: int = 13, processes: list | None = None) -> Outcome:

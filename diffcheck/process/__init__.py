@@ -24,11 +24,10 @@ from .ladders import (
     ncsnv2_variance_ratio,
 )
 from .maps import ddpm_to_vp, smld_to_ve, ve_to_smld_sigmas, vp_to_ddpm_betas
-from .reverse import ReverseSDE
 from .steps import Coefficients, coefficient_table, coefficients
 
 __all__ = [
-    "Process", "ReverseSDE", "VP", "SubVP", "VE", "LinearVE", "CosineVP", "DiscreteVP",
+    "Process", "VP", "SubVP", "VE", "LinearVE", "CosineVP", "DiscreteVP",
     "Schedule", "discretize", "linear_betas", "cosine_betas", "cosine_alpha_bar", "ddim_steps", "iddpm_steps",
     "check_grid", "uniform_grid", "ddpm_grid", "respaced_grid", "ddim_grid", "iddpm_grid", "karras_grid", "sigma_grid",
     "geometric_sigmas", "karras_sigmas", "ncsnv2_sigma_max", "ncsnv2_overlap", "ncsnv2_gamma", "ncsnv2_num_levels",

@@ -3,14 +3,14 @@
 Everything follows from alpha(t) and sigma(t) (Song et al. 2021, Eq. 5 and App. B):
 log-SNR lambda = log(alpha^2 / sigma^2), drift coefficient f = d log alpha / dt,
 squared diffusion g^2 = d sigma^2 / dt - 2 f sigma^2, the forward SDE
-dx = f x dt + g dW; ``reverse`` yields its reverse SDE (Song et al. 2021, Eq. 6) and
-probability-flow ODE (Song et al. 2021, Eq. 13) for a model (``diffcheck.process.reverse``).
+dx = f x dt + g dW. Its reverse SDE (Song et al. 2021, Eq. 6) and probability-flow ODE
+(Song et al. 2021, Eq. 13) for a model are ``diffcheck.reverse.ReverseSDE``.
 """
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
@@ -18,9 +18,6 @@ from toy.mixture import GaussianMixture, NoisedMixture
 from toy.validate import as_float_tensor
 
 from ..tensor import per_sample
-
-if TYPE_CHECKING:
-    from .reverse import ReverseSDE
 
 __all__ = ["Process", "ScoreFn"]
 
@@ -125,13 +122,6 @@ class Process:
     def diffusion(self, t: Any) -> torch.Tensor:
         """Forward SDE diffusion coefficient g(t)."""
         return self.g(t)
-
-    def reverse(self, model: Any, probability_flow: bool = False) -> "ReverseSDE":
-        """The reverse-time SDE (Song et al. 2021, Eq. 6) for ``model`` (any prediction, or a score function), or with
-        ``probability_flow`` the probability-flow ODE (Song et al. 2021, Eq. 13): ``diffcheck.process.reverse``."""
-        from .reverse import ReverseSDE  # reverse.py reads diffcheck.param, which imports this module
-
-        return ReverseSDE(self, model, probability_flow)
 
     # -- marginals and prior ------------------------------------------------------------
     def marginal(self, mixture: GaussianMixture, t: Any) -> NoisedMixture:

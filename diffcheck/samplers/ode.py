@@ -1,7 +1,7 @@
 """Probability-flow ODE samplers (Song et al. 2021, Eq. 13): Euler, Heun, and an adaptive Runge-Kutta solve.
 
-Each step evaluates the velocity of ``process.reverse(model, probability_flow=True)``, the one
-definition of the probability-flow ODE (``diffcheck.process.reverse``).
+Each step evaluates the velocity of ``ReverseSDE(process, model, probability_flow=True)``, the one
+definition of the probability-flow ODE (``diffcheck.reverse``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from toy.validate import check_choice, check_float
 
 from ..param import Model
 from ..process.base import Process
+from ..reverse import ReverseSDE
 from .base import Result, SamplingError, StepChecker, check_explicit_step, sampler
 from .loop import Coefficients, Counted, coefficients, walk
 
@@ -24,11 +25,11 @@ __all__ = ["probability_flow", "euler_step", "heun_step", "euler_ode", "heun_ode
 
 def probability_flow(model: Model, process: Process, x: torch.Tensor, t: Any, *, f: float | None = None,
                      g2: float | None = None, sigma: float | None = None, **kw: Any) -> torch.Tensor:
-    """The probability-flow velocity dx/dt = f x - g^2/2 score (Song et al. 2021, Eq. 13): ``process.reverse(model, True).drift``.
+    """The probability-flow velocity dx/dt = f x - g^2/2 score (Song et al. 2021, Eq. 13): ``ReverseSDE(process, model, True).drift``.
 
     ``f``, ``g2`` and ``sigma`` at t may be passed in when already known.
     """
-    return process.reverse(model, probability_flow=True).drift(x, t, f=f, g2=g2, sigma=sigma, **kw)
+    return ReverseSDE(process, model, probability_flow=True).drift(x, t, f=f, g2=g2, sigma=sigma, **kw)
 
 
 def euler_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, s: torch.Tensor, noise=None, *,
@@ -36,7 +37,7 @@ def euler_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor,
     """x_s = x_t + (s - t) v(x_t, t), v the probability-flow velocity (Song et al. 2021, Eq. 13)."""
     c = coef or coefficients(process, t, s)
     check_explicit_step("euler_step", c.t, c.s, c.f_t, c.g2_t, c.sigma_t, 0.5)
-    flow = process.reverse(model, probability_flow=True)
+    flow = ReverseSDE(process, model, probability_flow=True)
     x = x + (c.s - c.t) * flow.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
     return x, x
 
@@ -47,7 +48,7 @@ def heun_step(model: Model, process: Process, x: torch.Tensor, t: torch.Tensor, 
     step where the velocity at s is undefined (sigma(s) = 0)."""
     c = coef or coefficients(process, t, s)
     check_explicit_step("heun_step", c.t, c.s, c.f_t, c.g2_t, c.sigma_t, 0.5)
-    flow = process.reverse(model, probability_flow=True)
+    flow = ReverseSDE(process, model, probability_flow=True)
     h = c.s - c.t
     d_cur = flow.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
     x_euler = x + h * d_cur
@@ -99,7 +100,7 @@ def adaptive_ode(
     atol = check_float(atol, "atol", low=0.0, low_open=True)
     check_choice(method, "method", ("RK45", "RK23", "DOP853", "Radau", "BDF", "LSODA"))
     counted = Counted(model)
-    flow = process.reverse(counted, probability_flow=True)
+    flow = ReverseSDE(process, counted, probability_flow=True)
     shape, dtype, device = x.shape, x.dtype, x.device
 
     def rhs(t: float, y: np.ndarray) -> np.ndarray:

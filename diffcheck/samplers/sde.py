@@ -11,6 +11,7 @@ from toy.validate import check_choice, check_float, check_int
 
 from ..param import Model, predict
 from ..process.base import Process
+from ..reverse import ReverseSDE
 from .base import check_explicit_step, sampler
 from .loop import Coefficients, coefficients, walk
 
@@ -33,7 +34,7 @@ def euler_maruyama_step(model: Model, process: Process, x: torch.Tensor, t: torc
     c = coef or coefficients(process, t, s)
     check_explicit_step("euler_maruyama", c.t, c.s, c.f_t, c.g2_t, c.sigma_t, 1.0)
     h = c.t - c.s
-    sde = process.reverse(model)
+    sde = ReverseSDE(process, model)
     mean = x - h * sde.drift(x, t, f=c.f_t, g2=c.g2_t, sigma=c.sigma_t, **kw)
     return mean + (sde.diffusion(t, g2=c.g2_t) * math.sqrt(h)) * noise(x), mean
 

@@ -1,4 +1,5 @@
-"""The reverse-time SDE (Song et al. 2021, Eq. 6) and the probability-flow ODE (Song et al. 2021, Eq. 13) of a process.
+"""The reverse-time SDE (Song et al. 2021, Eq. 6) and the probability-flow ODE (Song et al. 2021, Eq. 13) of a process
+for a model: ``ReverseSDE(process, model, probability_flow)``.
 
 This is the one definition that every SDE and ODE sampler, the likelihood and the checks
 call. For a model of any prediction type (score, eps, x_0 or v: converted through
@@ -19,9 +20,9 @@ from typing import Any
 
 import torch
 
-from .. import param  # a module reference: param imports process.base, so its names are read when called
-from ..tensor import per_sample
-from .base import Process, ScoreFn
+from . import param
+from .process.base import Process, ScoreFn
+from .tensor import per_sample
 
 __all__ = ["ReverseSDE"]
 
