@@ -232,6 +232,11 @@ def _check_finite(x: torch.Tensor, name: str, call: int, timestep: Any) -> None:
         raise SamplingError(f"{name}: non-finite sample after model evaluation {call} (timestep {float(timestep):g})")
 
 
+def _image(v: torch.Tensor) -> torch.Tensor:
+    """(B, D) as (B, D, 1, 1): releases before 0.4 index per-sample sigmas with [:, None, None, None] (images only)."""
+    return v.reshape(v.shape[0], -1, 1, 1)
+
+
 def _score_sde_ve_loop(sched, process, model, x, calls, last, progress) -> torch.Tensor:
     """The score-SDE-VE pipeline: at each time ``correct_steps`` Langevin corrections, then one predictor step."""
     mean = x
@@ -243,11 +248,11 @@ def _score_sde_ve_loop(sched, process, model, x, calls, last, progress) -> torch
         state = sigma_time(process, float(sched.discrete_sigmas[level]))
         for _ in range(int(sched.config.correct_steps)):
             calls.append(Call(float(sched.timesteps[i]), sigma, t, state))
-            x = sched.step_correct(model(x, t), x).prev_sample
+            x = sched.step_correct(_image(model(x, t)), _image(x)).prev_sample.reshape(x.shape)
         calls.append(Call(float(sched.timesteps[i]), sigma, t, state))
         last[:] = [x]
-        out = sched.step_pred(model(x, t), sched.timesteps[i], x)
-        x, mean = out.prev_sample, out.prev_sample_mean
+        out = sched.step_pred(_image(model(x, t)), sched.timesteps[i], _image(x))
+        x, mean = out.prev_sample.reshape(x.shape), out.prev_sample_mean.reshape(x.shape)
         _check_finite(x, "ScoreSdeVe", len(calls), sched.timesteps[i])
     return mean
 
