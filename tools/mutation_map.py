@@ -18,8 +18,9 @@ MODULES: dict[str, dict] = {
     "samplers": {
         "files": ["diffcheck/samplers/base.py", "diffcheck/samplers/loop.py", "diffcheck/samplers/ancestral.py",
                   "diffcheck/samplers/ddim.py", "diffcheck/samplers/sde.py", "diffcheck/samplers/ode.py",
-                  "diffcheck/samplers/langevin.py"],
+                  "diffcheck/samplers/langevin.py", "diffcheck/reverse.py"],
         "tests": ["tests/samplers/test_sampler_contracts.py", "tests/samplers/test_pc_corrector.py", "tests/samplers/test_samplers.py",
+                  "tests/samplers/test_learned_variance.py",
                   *_checks("ddim.lemma1", "ddim.eta1_is_ddpm", "ddim.prop1", "ddim.inversion", "likelihood.exact",
                            "likelihood.hutchinson", "pc.corrector_helps", "ncsnv2.sampler_technique4",
                            "samplers.ode_strong_order", "samplers.orders", "samplers.exact_law")],

@@ -375,3 +375,17 @@ def test_ve_coefficients_stay_finite_and_match_their_log_space_closed_forms(sigm
 def test_the_interval_of_a_step_is_checked_per_step():
     c = coefficients(P.CosineVP(), torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.99, dtype=torch.float64))
     assert c.g2_t > 1e16  # the singular end, in float64
+
+
+def test_the_adaptive_solver_returns_the_state_at_the_grids_end():
+    """With a trajectory requested, the result is still the solution at the last grid time (the states are those at
+    every grid time), and it equals the plain call's output; the probability flow of a Gaussian carries x_T to the
+    data law's affine image, so the end state must differ from the intermediate ones."""
+    p = P.VP()
+    m = ExactModel(GAUSS, p, "eps")
+    x = m.law(1.0).sample(5, _gen(13))
+    g = P.uniform_grid(4, 1.0, 1e-3)
+    res = S.adaptive_ode(m, p, x, g, full=True)
+    assert len(res.trajectory) == len(g) and torch.equal(res.samples, res.trajectory[-1])
+    assert torch.equal(res.samples, S.adaptive_ode(m, p, x, g))
+    assert not torch.allclose(res.trajectory[1], res.trajectory[-1])
