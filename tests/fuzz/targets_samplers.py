@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import tempfile
@@ -229,17 +230,25 @@ _CONFIG = {"steps": integer(0), "batch_size": integer(1), "lr": scalar(0.0), "op
 
 
 @functools.lru_cache(maxsize=None)
+def _scratch() -> Path:
+    """One folder per test process for the broken files the fuzzer writes, removed when the process exits."""
+    root = Path(tempfile.mkdtemp(prefix="diffcheck-fuzz-"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
+@functools.lru_cache(maxsize=None)
 def _checkpoint_template() -> Path:
     from diffcheck.training.checkpoint import save_checkpoint
 
-    root = Path(tempfile.mkdtemp(prefix="fuzz-ckpt-"))
+    root = Path(tempfile.mkdtemp(prefix="fuzz-ckpt-", dir=_scratch()))
     w = {"layer.weight": torch.ones(2, 2)}
     return save_checkpoint(root, step=3, model=w, ema=w, state={"rng": torch.zeros(3)}, meta={"kind": "fuzz"})
 
 
 def _broken_checkpoint(file: str, how: str, k: int, data: bytes) -> Path:
     src = _checkpoint_template()
-    dst = Path(tempfile.mkdtemp(prefix="fuzz-ckpt-")) / "fuzzcase"
+    dst = Path(tempfile.mkdtemp(prefix="fuzz-ckpt-", dir=_scratch())) / "fuzzcase"
     shutil.copytree(src, dst)
     path = dst / file
     raw = path.read_bytes()
@@ -261,7 +270,7 @@ def _load_net(name, path):
 
 
 def _garbage_file(data: bytes, suffix: str) -> Path:
-    path = Path(tempfile.mkdtemp(prefix="fuzz-net-")) / f"fuzzcase{suffix}"
+    path = Path(tempfile.mkdtemp(prefix="fuzz-net-", dir=_scratch())) / f"fuzzcase{suffix}"
     path.write_bytes(data)
     return path
 
