@@ -75,6 +75,22 @@ def params(mixture, dtype: torch.dtype, device: torch.device) -> Params:
     return p
 
 
+def _sum_last(t: torch.Tensor) -> torch.Tensor:
+    """t.sum(-1), unrolled for the few coordinates of a toy (a reduction over a short last axis is slow in torch)."""
+    if t.shape[-1] > 4:
+        return t.sum(-1)
+    out = t[..., 0]
+    for i in range(1, t.shape[-1]):
+        out = out + t[..., i]
+    return out
+
+
+def _softmax(logj: torch.Tensor) -> torch.Tensor:
+    """Responsibilities over the last (component) axis: exp(l - max l), normalised (faster than torch.softmax there)."""
+    e = torch.exp(logj - logj.amax(-1, keepdim=True))
+    return e / e.sum(-1, keepdim=True)
+
+
 def _rotate_back(coef: torch.Tensor, p: Params) -> torch.Tensor:
     """sum_k U_k coef_k for coefficients (..., K, D) in the eigenbases, as one matrix product."""
     return coef.reshape(*coef.shape[:-2], -1) @ p.evecs_cat.T
@@ -103,7 +119,7 @@ def parts(p: Params, x: torch.Tensor, a: torch.Tensor, s: torch.Tensor, yi: torc
     if a.ndim == 0 and s.ndim == 0:
         inv_var, offset, shift = _terms(p, a, s)
         z = (x @ p.evecs_cat).reshape(*x.shape[:-1], k, dim) - shift
-        logj = offset - 0.5 * (z * z * inv_var).sum(-1)
+        logj = offset - 0.5 * _sum_last(z * z * inv_var)
     else:
         a3 = a[..., None, None]
         s3 = s[..., None, None]
@@ -112,7 +128,7 @@ def parts(p: Params, x: torch.Tensor, a: torch.Tensor, s: torch.Tensor, yi: torc
             raise ValueError("the density is singular here: a component covariance has a zero eigenvalue and sigma = 0")
         inv_var = 1.0 / var
         z = (x @ p.evecs_cat).reshape(*x.shape[:-1], k, dim) - a3 * p.means_rot
-        logj = p.log_weights - 0.5 * ((z * z * inv_var).sum(-1) + torch.log(var).sum(-1) + dim * _LOG_2PI)
+        logj = p.log_weights - 0.5 * (_sum_last(z * z * inv_var) + torch.log(var).sum(-1) + dim * _LOG_2PI)
     if yi is not None:
         logj = logj + p.class_logmask[yi]
     return z, inv_var, logj
@@ -124,7 +140,7 @@ def _log_prob(p, x, a, s, yi):
 
 
 def _responsibilities(p, x, a, s, yi):
-    return torch.softmax(parts(p, x, a, s, None)[2], -1)
+    return _softmax(parts(p, x, a, s, None)[2])
 
 
 def _log_class_posterior(p, x, a, s, yi):
@@ -138,20 +154,20 @@ def _per_class(p: Params, logj: torch.Tensor) -> torch.Tensor:
 
 def _score(p, x, a, s, yi):
     z, inv_var, logj = parts(p, x, a, s, yi)
-    r = torch.softmax(logj, -1)
+    r = _softmax(logj)
     return -_rotate_back(r[..., None] * z * inv_var, p)
 
 
 def _posterior_mean(p, x, a, s, yi):
     z, inv_var, logj = parts(p, x, a, s, yi)
-    r = torch.softmax(logj, -1)
+    r = _softmax(logj)
     gain = a[..., None, None] * p.evals * inv_var
-    return (r[..., None] * p.means).sum(-2) + _rotate_back(r[..., None] * gain * z, p)
+    return r @ p.means + _rotate_back(r[..., None] * gain * z, p)
 
 
 def _posterior_cov(p, x, a, s, yi):
     z, inv_var, logj = parts(p, x, a, s, yi)
-    r = torch.softmax(logj, -1)
+    r = _softmax(logj)
     a3 = a[..., None, None]
     s3 = s[..., None, None]
     mk = p.means + torch.einsum("...ke,kde->...kd", a3 * p.evals * inv_var * z, p.evecs)  # (…,K,D)
@@ -247,7 +263,7 @@ def _dense(mixture, kind, x, a, s, yi, forced: bool):
         ref_kind = {"log_joint": "log_joint", "log_prob": "log_prob", "score": "score", "mean": "posterior_mean"}[_DENSE_WANT[kind]]
         out[rows] = reference(p, ref_kind, flat[rows], a.reshape(-1)[0], s.reshape(-1)[0], sub_y)
     if kind == "responsibilities":
-        out = torch.softmax(out, -1)
+        out = _softmax(out)
     elif kind == "log_class_posterior":
         out = _per_class(p, out)
     return out.reshape(*batch, *out.shape[1:])

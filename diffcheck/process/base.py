@@ -42,9 +42,14 @@ class Process:
     def _time(t: Any, name: str = "t") -> torch.Tensor:
         t = as_float_tensor(t, name, finite=False)
         if t.numel() and t.device.type == "cpu":  # values on an accelerator are not read: that would synchronise
-            if bool(torch.isnan(t).any()):
+            if t.numel() == 1:  # a sampler's step: one read instead of three reductions
+                lo = hi = float(t.detach().reshape(()))
+                nan = lo != lo
+            else:
+                nan = bool(torch.isnan(t).any())
+                lo, hi = (float(t.detach().min()), float(t.detach().max())) if not nan else (0.0, 0.0)
+            if nan:
                 raise ValueError(f"{name} contains NaN")
-            lo, hi = float(t.detach().min()), float(t.detach().max())
             if lo < 0.0 or hi > 1.0:
                 raise ValueError(f"{name} must lie in [0, 1], got values in [{lo:.6g}, {hi:.6g}]")
         return t

@@ -111,6 +111,8 @@ class DiscreteVP(Process):
         return idx.to(torch.float64) / self.T
 
     def _segment(self, t):
+        if t.numel() == 1 and t.dtype == torch.float64 and t.device.type == "cpu" and not t.requires_grad:
+            return self._segment_one(t)
         pos = t * self.T
         near = torch.round(pos)
         pos = torch.where((pos - near).abs() < 1e-9, near, pos)
@@ -118,6 +120,15 @@ class DiscreteVP(Process):
         table = self._log_ab.to(dtype=t.dtype, device=t.device)
         lo, hi = table[idx], table[idx + 1]
         return lo, hi, pos - idx.to(t.dtype)
+
+    def _segment_one(self, t):
+        """_segment for one float64 time (a sampler's step), in Python arithmetic: the same values, without ten tensor ops."""
+        pos = float(t) * self.T
+        near = round(pos)
+        pos = float(near) if abs(pos - near) < 1e-9 else pos
+        idx = min(max(math.ceil(pos) - 1, 0), self.T - 1)
+        lo, hi = self._log_ab[idx], self._log_ab[idx + 1]
+        return lo.reshape(t.shape), hi.reshape(t.shape), torch.full(t.shape, pos - idx, dtype=torch.float64)
 
     def _log_alpha_bar(self, t):
         lo, hi, u = self._segment(t)

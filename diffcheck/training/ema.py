@@ -26,12 +26,15 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         """One EMA step from the model's current weights."""
+        targets, values = [], []
         for name, value in model.state_dict().items():
-            target = self.shadow[name]
             if name in self._param_names:
-                target.lerp_(value.detach(), 1.0 - self.rate)
+                targets.append(self.shadow[name])
+                values.append(value.detach())
             else:
-                target.copy_(value)
+                self.shadow[name].copy_(value)
+        if targets:
+            torch._foreach_lerp_(targets, values, 1.0 - self.rate)  # one fused update instead of one op per tensor
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The averaged weights under the model's state-dict keys."""

@@ -151,8 +151,9 @@ def train(
         raise ValueError(f"data holds {tensors[0].shape[0]} samples, fewer than one batch of {config.batch_size}")
 
     opt_cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    # foreach: the multi-tensor update (torch's default on CUDA only); on CPU it is the same arithmetic in fewer calls
     optimizer = opt_cls(params, lr=config.lr, betas=tuple(config.adam_betas), eps=config.adam_eps,
-                        weight_decay=config.weight_decay)
+                        weight_decay=config.weight_decay, foreach=True)
     scaler = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
     ema = EMA(model, config.ema_rate)
     step, epoch, batch = 0, 0, 0
