@@ -101,6 +101,55 @@ def test_geometric_sigmas_and_ncsnv2_levels():
     assert P.ncsnv2_num_levels(50.0, 0.01, gamma * (1 + 1e-12)) == 232
 
 
+def test_karras_defaults_are_the_papers():
+    """Karras et al. 2022, Table 1: sigma_min = 0.002, sigma_max = 80, rho = 7; by Eq. 5 the middle of three levels
+    is ((80^(1/7) + 0.002^(1/7)) / 2)^7."""
+    mid = ((80.0 ** (1 / 7) + 0.002 ** (1 / 7)) / 2) ** 7
+    assert P.karras_sigmas(3).tolist() == pytest.approx([80.0, mid, 0.002], rel=1e-12)
+    ve = P.VE(sigma_max=100.0)
+    assert torch.allclose(ve.edm_sigma(P.karras_grid(ve, 3)[:-1]), torch.tensor([80.0, mid, 0.002], dtype=torch.float64),
+                          rtol=1e-10)
+
+
+def test_a_one_level_ladder_is_sigma_max_alone_and_a_reversed_range_is_refused():
+    assert P.geometric_sigmas(0.5, 0.5, 1).tolist() == [0.5]
+    assert P.geometric_sigmas(0.5, 0.1, 1).tolist() == [0.5]
+    for L in (1, 2):
+        with pytest.raises(ValueError, match="sigma_min must be"):
+            P.geometric_sigmas(0.5, 0.6, L)
+    with pytest.raises(ValueError, match="sigma_min must be < sigma_max"):
+        P.geometric_sigmas(0.5, 0.5, 2)
+
+
+def test_the_smallest_smld_ladder_has_two_levels():
+    """ve_to_smld_sigmas with N = 2 is [sigma_min, sigma_max] (Song et al. 2021, App. B); one level is refused."""
+    s = P.ve_to_smld_sigmas(0.01, 50.0, 2)
+    assert s.tolist() == pytest.approx([0.01, 50.0], rel=1e-14)
+    assert P.smld_to_ve(s) == pytest.approx((0.01, 50.0), rel=1e-14)
+    with pytest.raises(ValueError, match="N must be >= 2"):
+        P.ve_to_smld_sigmas(0.01, 50.0, 1)
+
+
+def test_a_ddpm_table_off_the_line_by_a_millionth_of_its_largest_beta_is_refused():
+    """ddpm_to_vp's linearity tolerance is rtol (1e-9) times the largest beta, at every scale of the table: one beta
+    moved off the line by 1e-6 beta_N is refused, the table itself (off by rounding only) is accepted."""
+    b = P.vp_to_ddpm_betas(0.1, 20.0, 1000)
+    off = b.clone()
+    off[500] += 1e-6 * float(b[-1])
+    for k in (1.0, 1e-3, 30.0):
+        assert P.ddpm_to_vp(b * k) == pytest.approx((0.1 * k, 20.0 * k), rel=1e-12)
+        with pytest.raises(ValueError, match="betas must be linear"):
+            P.ddpm_to_vp(off * k)
+        assert P.ddpm_to_vp(off * k, rtol=1e-5) == pytest.approx((0.1 * k, 20.0 * k), rel=1e-12)
+
+
+def test_the_ddpm_grid_is_every_step_then_the_data():
+    """Ho et al. 2020, Algorithm 2: t = T, ..., 1, then x_0; as times step / T."""
+    T = 10
+    p = P.DiscreteVP.linear(T)
+    assert P.ddpm_grid(p).tolist() == [k / T for k in range(T, -1, -1)]
+
+
 def test_ncsnv2_sigma_max_is_largest_distance():
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]], dtype=torch.float64)
     assert P.ncsnv2_sigma_max(x) == pytest.approx(5.0)

@@ -24,12 +24,16 @@ __all__ = [
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, L: int) -> torch.Tensor:
-    """NCSN's ladder sigma_1 > ... > sigma_L, geometric from sigma_max to sigma_min (Song & Ermon 2019, Sec. 4.2)."""
+    """NCSN's ladder sigma_1 > ... > sigma_L, geometric from sigma_max to sigma_min (Song & Ermon 2019, Sec. 4.2).
+
+    One level (L = 1) is sigma_max alone; sigma_min may then equal it but never exceed it.
+    """
     sigma_max = check_float(sigma_max, "sigma_max", low=0.0, low_open=True)
     sigma_min = check_float(sigma_min, "sigma_min", low=0.0, low_open=True)
     L = check_int(L, "L", minimum=1)
-    if L > 1 and sigma_min >= sigma_max:
-        raise ValueError(f"sigma_min must be < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    if sigma_min > sigma_max or (L > 1 and sigma_min == sigma_max):
+        bound = "<" if L > 1 else "<="
+        raise ValueError(f"sigma_min must be {bound} sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
     return torch.from_numpy(np.exp(np.linspace(math.log(sigma_max), math.log(sigma_min), L)))
 
 

@@ -102,8 +102,9 @@ def reverse_diffusion(model: Model, process: Process, x: torch.Tensor, grid: Any
                 check_finite=check_finite, progress=progress, full=full, **model_kwargs)
 
 
-def _pc_step(model, process, x, t, s, noise, *, last=False, predictor=None, corrector=None, n_corrector=1, snr=0.16,
-             norm="sigma", predictor_options=None, coef=None, **kw):
+def _pc_step(model, process, x, t, s, noise, *, last, coef, predictor, corrector, n_corrector, snr, norm, predictor_options,
+             **kw):
+    # every keyword comes from predictor_corrector through walk: the defaults live there alone
     mean = x
     if corrector is not None:
         for _ in range(n_corrector):

@@ -41,6 +41,7 @@ RUNS = {
     "adaptive_ode": lambda m, p, x, g, gen, **kw: S.adaptive_ode(m, p, x, g, **kw),
     "annealed_langevin": lambda m, p, x, g, gen, **kw: S.annealed_langevin(m, p, x, g, eps=1e-3, steps_per_level=2,
                                                                            generator=gen, **kw),
+    "langevin": lambda m, p, x, g, gen, **kw: S.langevin(m, p, x, float(g[0]), step_size=1e-3, n_steps=2, generator=gen, **kw),
 }
 GRID = P.uniform_grid(4, 0.9, 0.1)
 
@@ -70,6 +71,42 @@ def test_a_model_returning_nan_stops_with_a_sampling_error(run):
     bad = function_model(lambda x, t: torch.full_like(x, float("nan")), "eps")
     with pytest.raises(S.SamplingError):
         RUNS[run](bad, p, torch.zeros(3, 2, dtype=torch.float64), GRID, _gen())
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_a_sampler_returns_plain_samples_unless_asked_for_the_trajectory(run):
+    p = P.VP()
+    m = ExactModel(GAUSS, p, "eps")
+    x = m.law(0.9).sample(3, _gen(1))
+    out = RUNS[run](m, p, x, GRID, _gen())
+    assert type(out) is torch.Tensor and out.shape == x.shape
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+@pytest.mark.parametrize("bad", ["int64 tensor", "list"])
+def test_samples_that_are_not_a_floating_tensor_are_refused_naming_x(run, bad):
+    """The sampler refuses them itself, whatever the model accepts (this model takes any input)."""
+    p = P.VP()
+    x = torch.zeros(3, 2, dtype=torch.int64) if bad == "int64 tensor" else [[0.0, 0.0]] * 3
+    lenient = function_model(lambda x, t: torch.zeros(3, 2, dtype=torch.float64), "eps")
+    with pytest.raises(TypeError, match="x must be a floating tensor"):
+        RUNS[run](lenient, p, x, GRID, _gen())
+
+
+def test_the_walk_checks_every_state_by_default():
+    """``walk`` is the loop user-written steps run in (inpainting by replacement, RaMViD): a non-finite state stops it
+    with a SamplingError naming the step, unless check_finite=False."""
+    p = P.VP()
+
+    def blows_up(model, process, x, t, s, noise, *, last, coef):
+        y = x / 0.0 if float(s) < 0.4 else x  # the step 0.5 -> 0.3, the third of GRID's four
+        return y, y
+
+    x = torch.ones(3, 2, dtype=torch.float64)
+    model = ExactModel(GAUSS, p, "eps")
+    with pytest.raises(S.SamplingError, match=r"^mine: non-finite state after step 3 of 4 \(t = 0.5 -> 0.3\)"):
+        S.walk(blows_up, model, p, x, GRID, stochastic=False, name="mine")
+    assert bool(torch.isinf(S.walk(blows_up, model, p, x, GRID, stochastic=False, check_finite=False)).all())
 
 
 # -- 9. evaluation counts ------------------------------------------------------------------------------------------
@@ -227,6 +264,32 @@ def test_the_predictor_corrector_defaults_are_the_papers():
     assert torch.equal(default, explicit)
     for other in (dict(snr=0.15), dict(n_corrector=2), dict(norm="per_sample")):
         assert not torch.allclose(default, S.predictor_corrector(m, p, x, grid, generator=_gen(11), **other))
+
+
+@pytest.mark.parametrize("pname", ["VP", "VE"])
+def test_the_langevin_corrector_step_alone_has_the_papers_snr(pname):
+    """Called alone, the corrector step's r is Song et al. 2021's 0.16 (App. G) and its "sigma" rule's step is
+    e = 2 a (r sigma_t)^2, a = alpha_t^2 / alpha_s^2 (Algorithms 4-5): x' = x + e score + sqrt(2 e) z."""
+    p = P.VP() if pname == "VP" else P.VE()
+    m = ExactModel(GAUSS, p, "score")
+    t, s = torch.tensor(0.6, dtype=torch.float64), torch.tensor(0.5, dtype=torch.float64)
+    x = m.law(0.6).sample(7, _gen(18))
+    z = torch.randn(7, 2, generator=_gen(19), dtype=torch.float64)
+    out, mean = S.langevin_corrector_step(m, p, x, t, s, lambda like: z)
+    e = 2.0 * float(p.alpha(t) / p.alpha(s)) ** 2 * (0.16 * float(p.sigma(t))) ** 2
+    assert torch.allclose(mean, x + e * m(x, t), rtol=1e-13, atol=1e-13)
+    assert torch.allclose(out, mean + math.sqrt(2.0 * e) * z, rtol=1e-13, atol=1e-13)
+
+
+def test_the_explicit_step_guard_bounds_the_stiff_mode_only_where_there_is_noise():
+    """The guard bounds |1 - h (f + w g^2 / sigma^2)|, the gain of the linear mode near a point mass, by 100; at
+    sigma = 0 (no noise, as at t = 0 of VE's exact kernel) the mode does not exist and it has nothing to refuse."""
+    from diffcheck.samplers.base import check_explicit_step
+
+    assert check_explicit_step("step", 0.5, 0.25, -1.0, 2.0, 0.0, 1.0) is None
+    assert check_explicit_step("step", 0.5, 0.25, 0.0, 1.0, 0.1, 1.0) is None  # gain |1 - 0.25 * 100| = 24
+    with pytest.raises(S.SamplingError, match=r"step: the explicit step t = 0.5 -> 0.25 multiplies .* by 249"):
+        check_explicit_step("step", 0.5, 0.25, 0.0, 1.0, 0.1, 10.0)  # gain |1 - 0.25 * 10 / 0.01| = 249
 
 
 def test_the_adaptive_solver_defaults():
