@@ -102,7 +102,7 @@ def test_geometric_sigmas_and_ncsnv2_levels():
 
 
 def test_karras_defaults_are_the_papers():
-    """Karras et al. 2022, Table 1: sigma_min = 0.002, sigma_max = 80, rho = 7; by Eq. 5 the middle of three levels
+    """Karras et al. 2022, Table 1: sigma_min = 0.002, sigma_max = 80, rho = 7; by Karras et al. 2022, Eq. 5 the middle of three levels
     is ((80^(1/7) + 0.002^(1/7)) / 2)^7."""
     mid = ((80.0 ** (1 / 7) + 0.002 ** (1 / 7)) / 2) ** 7
     assert P.karras_sigmas(3).tolist() == pytest.approx([80.0, mid, 0.002], rel=1e-12)
