@@ -21,7 +21,7 @@ from toy.validate import check_float, check_int
 
 from .param import Model, predict
 from .process.base import Process
-from .samplers.ancestral import ancestral_moments, check_variance
+from .samplers.ancestral import ancestral_moments, check_variance, gaussian_draw
 from .samplers.base import sampler
 from .samplers.loop import Coefficients, coefficients, walk
 from .tensor import per_sample
@@ -151,9 +151,7 @@ def classifier_guided_ancestral_step(
     c = coef or coefficients(process, t, s)
     mean, var = ancestral_moments(model, process, x, t, s, variance=variance, coef=c)
     mean = mean + (scale * var) * classifier_grad(classifier, x, t, y)
-    if isinstance(var, float) and var == 0.0:  # the step to the data: no noise
-        return mean, mean
-    return mean + var**0.5 * noise(x), mean
+    return gaussian_draw(mean, var, noise, x), mean
 
 
 @sampler("chain", "Dhariwal & Nichol 2021, Algorithm 1", weak_order=1.0)

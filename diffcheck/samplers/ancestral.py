@@ -16,7 +16,7 @@ from ..variance import learned_log_variance, predict_with_variance
 from .base import sampler
 from .loop import Coefficients, coefficients, walk
 
-__all__ = ["VARIANCES", "ancestral_moments", "ancestral_step", "check_variance", "ddpm_ancestral", "ve_ancestral",
+__all__ = ["VARIANCES", "ancestral_moments", "ancestral_step", "check_variance", "gaussian_draw", "ddpm_ancestral", "ve_ancestral",
            "vp_ancestral"]
 
 VARIANCES = ("beta_tilde", "beta", "learned")
@@ -92,9 +92,14 @@ def ancestral_step(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One step x_t -> x_s ~ N(mu, Sigma) of Ho et al. 2020, Algorithm 2 (line 4), with ``ancestral_moments``' mu, Sigma."""
     mean, var = ancestral_moments(model, process, x, t, s, variance=variance, clip_x0=clip_x0, coef=coef, **kw)
-    if isinstance(var, float) and var == 0.0:  # the step to the data: no noise
-        return mean, mean
-    return mean + var**0.5 * noise(x), mean
+    return gaussian_draw(mean, var, noise, x), mean
+
+
+def gaussian_draw(mean: torch.Tensor, var: float | torch.Tensor, noise, x: torch.Tensor) -> torch.Tensor:
+    """mean + sqrt(var) z with z = noise(x); a variance of exactly 0 (the step to the data) draws no noise."""
+    if isinstance(var, float) and var == 0.0:
+        return mean
+    return mean + var**0.5 * noise(x)
 
 
 @sampler("chain", "Ho et al. 2020, Algorithm 2", weak_order=1.0)
