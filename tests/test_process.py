@@ -342,3 +342,14 @@ def test_convert_rejects_division_by_zero_and_shape_mismatch():
         predict(lambda x, t: x, P.VP(), x, 0.5, "eps")
     with pytest.raises(ValueError, match="prediction must be one of"):
         function_model(lambda x, t: x, "epsilon")
+
+
+@pytest.mark.parametrize("dst", ["eps", "score", "v"])
+@pytest.mark.parametrize("sigma", [0.0, torch.zeros(3, dtype=torch.float64)], ids=["float", "tensor"])
+def test_an_x0_prediction_at_sigma_zero_has_no_noise_to_convert_to(dst, sigma):
+    """eps = (x - alpha x0) / sigma (Ho et al. 2020, Eq. 4 solved for eps) is undefined at sigma = 0: refused, naming sigma."""
+    from diffcheck.param import convert
+
+    x = torch.ones(3, 2, dtype=torch.float64)
+    with pytest.raises(ValueError, match="sigma"):
+        convert(torch.zeros(3, 2, dtype=torch.float64), x, 1.0, sigma, "x0", dst)

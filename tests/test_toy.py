@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -245,3 +246,56 @@ def test_fuzzed_weights_raise_value_or_type_errors_only(ws):
         toy.GaussianMixture(ws, [[0.0]] * len(ws), 1.0)
     except (ValueError, TypeError):
         pass
+
+
+# -- claims that single-point changes of the mixture code must break (see docs/mutation.md) ------------------------
+
+
+def _two_class_mixture() -> toy.GaussianMixture:
+    """Class 0 holds two components, class 1 one: p(y=0) = 0.3 + 0.2, p(y=1) = 0.5."""
+    means = [[-2.0, 0.0], [0.0, 2.0], [2.5, -1.0]]
+    covs = torch.stack([torch.tensor([[1.0, 0.3], [0.3, 0.5]]), torch.eye(2) * 0.7, torch.tensor([[0.4, -0.1], [-0.1, 0.9]])]).double()
+    return toy.GaussianMixture([0.3, 0.2, 0.5], means, covs, labels=[0, 0, 1])
+
+
+@pytest.mark.parametrize("engine", ["reference", "dense"])
+def test_the_class_conditional_log_density_is_the_renormalised_class_mixture(engine):
+    """log p(x | y) = log sum_{k in y} pi_k N_k(x) - log sum_{k in y} pi_k, against scipy's Gaussian densities, at a
+    noise level (alpha, sigma) = (0.8, 0.6) where each component is N(alpha m_k, alpha^2 S_k + sigma^2 I)."""
+    from scipy import stats as sps
+
+    m = _two_class_mixture()
+    a, s = 0.8, 0.6
+    law = m.noised(a, s)
+    x = torch.randn(10000, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64) * 2.0
+    for y, members in ((0, [0, 1]), (1, [2])):
+        dens = sum(float(m.weights[k]) * sps.multivariate_normal(a * m.means[k].numpy(), a * a * m.covs[k].numpy() + s * s * np.eye(2)).pdf(x.numpy())
+                   for k in members)
+        expected = np.log(dens) - math.log(sum(float(m.weights[k]) for k in members))
+        got = law.log_prob(x, torch.full((10000,), y), engine=engine).numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-10)
+
+
+def test_a_label_of_shape_one_broadcasts_and_a_label_batch_of_another_length_is_refused():
+    m = _two_class_mixture()
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    assert torch.equal(m.log_prob(x, torch.tensor([1])), m.log_prob(x, 1))
+    with pytest.raises(ValueError, match="y of shape"):
+        m.log_prob(x, torch.tensor([0, 1]))
+
+
+def test_responsibilities_of_a_batch_of_batches_are_those_of_each_point():
+    """The per-component path on points of shape (2, 5, D) gives each point's own responsibilities, score and mean."""
+    m = _two_class_mixture()
+    x = torch.randn(2, 5, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64) * 3.0
+    law = m.noised(0.9, 0.4)
+    for kind in ("responsibilities", "score", "posterior_mean"):
+        batched = getattr(law, kind)(x)
+        flat = torch.stack([getattr(law, kind)(x[i, j][None])[0] for i in range(2) for j in range(5)]).reshape(batched.shape)
+        torch.testing.assert_close(batched, flat, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("means, weights", [(torch.zeros(2, 0), [0.5, 0.5]), (torch.zeros(0, 2), [])])
+def test_a_mixture_without_components_or_coordinates_is_refused_naming_means(means, weights):
+    with pytest.raises(ValueError, match="means must be a non-empty"):
+        toy.GaussianMixture(weights, means.double(), 1.0)

@@ -68,6 +68,7 @@ MODULES: dict[str, dict] = {
     "variance": {
         "files": ["diffcheck/variance.py"],
         "tests": ["tests/objectives/test_vlb.py", "tests/objectives/test_losses.py", "tests/objectives/test_objectives_fails.py",
+                  "tests/samplers/test_learned_variance.py",
                   *_checks("iddpm.learned_range", "ddpm.reverse_variance", "ddpm.vlb_monte_carlo", "ddpm.vlb_entropy")],
     },
     "mixture": {

@@ -181,3 +181,38 @@ def test_learned_variance_is_exact_at_1000_steps():
 def test_learned_variance_closer_at_100_steps_and_the_three_agree_at_1000():
     rec = checks.learned_variance_mixtures(closer=(("narrow", 100, 4000),), agree=(("two_modes", 1000, 4000),))
     assert rec.passed, rec.details
+
+
+def test_the_exact_learned_variance_output_is_eps_then_the_v_whose_range_is_the_optimal_variance():
+    """forward_full(x, t) = [eps_hat, v_raw] along dimension 1, and Nichol & Dhariwal 2021, Eq. 15 maps v_raw back
+    to Var(x_s | x_t) with the beta, beta_tilde of the step that starts at t (per sample, on a per-sample t)."""
+    from diffcheck.samplers.loop import coefficients
+    from diffcheck.variance import learned_log_variance
+
+    p = P.DiscreteVP.cosine()
+    grid = P.iddpm_grid(p, [10])
+    model = ExactLearnedVariance(toy.anisotropic(), p, grid)
+    x = torch.randn(4, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    steps = torch.tensor([0, 3, 3, 8])
+    t = grid[steps]
+    assert torch.equal(model.step_index(t, x), steps)
+    full = model.forward_full(x, t)
+    assert full.shape == (4, 4)
+    for b, j in enumerate(steps.tolist()):
+        c = coefficients(p, grid[j], grid[j + 1])
+        torch.testing.assert_close(full[b, :2], ExactModel(toy.anisotropic(), p)(x[b:b + 1], grid[j])[0], rtol=1e-12, atol=1e-12)
+        var = learned_log_variance(full[b, 2:], math.log(c.beta), math.log(c.beta_tilde)).exp()
+        torch.testing.assert_close(var, model.reverse_variance(x[b:b + 1], grid[j])[0], rtol=1e-10, atol=0.0)
+    with pytest.raises(ValueError, match="t must be a scalar or have shape"):
+        model.step_index(grid[:5], x)
+
+
+def test_a_step_into_the_data_takes_the_step_befores_log_beta_tilde_or_log_beta_on_a_one_step_grid():
+    """beta_tilde = 0 on a step into sigma = 0, where Nichol & Dhariwal 2021, Eq. 15 needs a finite log: the step before's
+    value (as their code clips it), and log beta where no step comes before."""
+    p = P.DiscreteVP.cosine()
+    for k in (1, 10):
+        model = ExactLearnedVariance(toy.anisotropic(), p, P.iddpm_grid(p, [k]))
+        assert bool(torch.isfinite(model.log_beta_tilde).all())
+        want = model.log_beta[0] if k == 1 else model.log_beta_tilde[-2]
+        assert float(model.log_beta_tilde[-1]) == float(want)
