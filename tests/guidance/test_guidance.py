@@ -122,3 +122,13 @@ def test_bad_guidance_input(gen):
         replacement(ex, p, torch.zeros(4, 1), [5], x, P.uniform_grid(3), step=S.ddim_step, generator=gen)
     with pytest.raises(ValueError, match="x_known must have shape"):
         replacement(ex, p, torch.zeros(3, 1), [0], x, P.uniform_grid(3), step=S.ddim_step, generator=gen)
+
+
+def test_the_exact_classifier_takes_one_label_or_one_per_sample_and_refuses_others_naming_y():
+    """grad log p(y | x_t) of one label for the batch equals that of the label repeated per sample; labels of another
+    length are refused by the law with an error naming y (not a torch expand failure)."""
+    clf = ExactClassifier(toy.three_classes(), P.VP())
+    x = torch.randn(5, 2, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
+    torch.testing.assert_close(clf.grad(x, 0.4, 2), clf.grad(x, 0.4, torch.full((5,), 2)), rtol=0.0, atol=0.0)
+    with pytest.raises(ValueError, match="y of shape"):
+        clf.grad(x, 0.4, torch.tensor([0, 1, 2]))
