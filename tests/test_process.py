@@ -353,3 +353,19 @@ def test_an_x0_prediction_at_sigma_zero_has_no_noise_to_convert_to(dst, sigma):
     x = torch.ones(3, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="sigma"):
         convert(torch.zeros(3, 2, dtype=torch.float64), x, 1.0, sigma, "x0", dst)
+
+
+@pytest.mark.parametrize("dst", ["eps", "score", "v"])
+def test_beside_an_accelerator_tensor_a_number_sigma_of_zero_is_still_refused(dst):
+    """Beside a tensor off the host, a number alpha or sigma stays a Python float (no copy, no synchronisation), and
+    that path refuses sigma = 0 too: eps = (x - alpha x0) / sigma (Ho et al. 2020, Eq. 4 solved for eps) is undefined.
+
+    The meta device stands in for an accelerator: it is not the host, and its tensors carry shapes without data."""
+    from diffcheck.param import convert
+    from diffcheck.tensor import per_sample
+
+    x = torch.ones(3, 2, dtype=torch.float64, device="meta")
+    assert isinstance(per_sample(0.0, x), float)
+    with pytest.raises(ValueError, match="sigma"):
+        convert(torch.zeros_like(x), x, 1.0, 0.0, "x0", dst)
+    assert convert(torch.zeros_like(x), x, 1.0, 0.5, "x0", dst).shape == x.shape
